@@ -1,0 +1,1 @@
+"""Assets, one module per stage. ``definitions.py`` loads every module of this package."""
