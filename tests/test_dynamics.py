@@ -1,0 +1,353 @@
+"""Quanta across training: loss curves per cluster, learned-at steps, sparklines, the per-model asset."""
+
+import json
+import math
+import tracemalloc
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quanta_core import dynamics
+
+SVG = "{http://www.w3.org/2000/svg}"
+THRESHOLD = 1.0
+STEPS = [0, 1, 2, 4, 8, 512, 1000, 2000]
+# cluster → its mean loss at each of STEPS, and the learned-at step these imply for THRESHOLD
+PLANNED = {
+    0: ([9.0, 5.0, 2.0, 0.5, 0.4, 0.3, 0.2, 0.2], 4),
+    1: ([9.0, 9.0, 8.0, 6.0, 3.0, 1.5, 0.6, 0.5], 1000),
+    2: ([9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.5], None),  # never
+    3: ([9.0, 2.0, 0.5, 0.6, 1.5, 0.7, 0.8, 0.9], 512),  # dips below early, rises, then stays below
+    4: ([0.5, 0.4, 0.3, 0.3, 0.2, 0.2, 0.1, 0.1], 0),  # below from step0 on
+    5: ([9.0, 9.0, 9.0, 9.0, 9.0, 9.0, 9.0, 0.9], 2000),  # only the last step
+    6: ([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 1.0], None),  # exactly the threshold: not below
+}
+
+
+def _synthetic(tmp_path, num_entries=4000, per_cluster=(30, 7, 12, 1, 20, 5, 9), seed=0):
+    """Loss tables (.npy, float32 [G]) whose clusters have exactly the PLANNED means."""
+    rng = np.random.default_rng(seed)
+    sizes = dict(zip(PLANNED, per_cluster))
+    indices = rng.choice(num_entries, sum(sizes.values()), replace=False).astype(np.int64)
+    labels = np.concatenate([np.full(n, k, dtype=np.int64) for k, n in sizes.items()])
+    perm = rng.permutation(len(indices))  # clusters interleaved in sample order
+    indices, labels = indices[perm], labels[perm]
+    tables = {}
+    for t, step in enumerate(STEPS):
+        table = rng.uniform(0.0, 10.0, num_entries).astype(np.float32)
+        for k, (means, _) in PLANNED.items():
+            members = indices[labels == k]
+            offsets = (np.arange(len(members)) - (len(members) - 1) / 2) / 256  # symmetric, exact in float32
+            table[members] = (np.float32(means[t]) + offsets).astype(np.float32)
+        path = tmp_path / f"step{step}.npy"
+        np.save(path, table)
+        tables[f"step{step}"] = path
+    return indices, labels, tables
+
+
+def _naive_learned(values, steps, threshold):
+    for i in range(len(values)):
+        if all(v < threshold for v in values[i:]):
+            return steps[i]
+    return None
+
+
+def test_curves_match_a_naive_computation(tmp_path):
+    indices, labels, tables = _synthetic(tmp_path)
+    curves = dynamics.cluster_loss_curves(indices, labels, dict(reversed(list(tables.items()))))
+    assert list(curves.columns) == dynamics.CURVE_COLUMNS
+    assert curves["step_number"].tolist() == sorted(curves["step_number"].tolist())
+    assert len(curves) == len(STEPS) * len(PLANNED)
+    for step, path in tables.items():
+        table = np.load(path).astype(np.float64)
+        rows = curves[curves["step"] == step].set_index("cluster")
+        assert rows["overall_mean"].iloc[0] == pytest.approx(table.mean(), rel=1e-12)
+        for k in PLANNED:
+            x = table[indices[labels == k]]
+            row = rows.loc[k]
+            assert row["n"] == len(x)
+            assert row["mean"] == pytest.approx(x.mean(), rel=1e-12)
+            assert row["median"] == pytest.approx(np.median(x), rel=1e-12)
+            assert row["q25"] == pytest.approx(np.percentile(x, 25), rel=1e-12)
+            assert row["q75"] == pytest.approx(np.percentile(x, 75), rel=1e-12)
+
+
+def test_learned_at_gives_exactly_the_planned_steps(tmp_path):
+    indices, labels, tables = _synthetic(tmp_path)
+    curves = dynamics.cluster_loss_curves(indices, labels, tables)
+    learned = dynamics.learned_at(curves, THRESHOLD)
+    assert learned["cluster"].tolist() == list(PLANNED)
+    for row in learned.itertuples(index=False):
+        expected = PLANNED[row.cluster][1]
+        got = None if pd.isna(row.learned_at_step) else int(row.learned_at_step)
+        assert got == expected, f"cluster {row.cluster}"
+        assert row.learned_at == (None if expected is None else f"step{expected}")
+    hist = dynamics.learned_at_histogram(learned)
+    assert hist["learned_at"].tolist() == ["step0", "step4", "step512", "step1000", "step2000", "never"]
+    assert hist["clusters"].tolist() == [1, 1, 1, 1, 1, 2]
+    assert hist["cumulative_fraction"].iloc[-1] == pytest.approx(1.0)
+
+
+def test_learned_at_agrees_with_a_naive_loop_on_random_curves():
+    rng = np.random.default_rng(1)
+    steps = [0, 1, 2, 4, 1000, 2000, 3000]
+    rows = []
+    for k in range(200):
+        walk = np.abs(5 - np.cumsum(rng.normal(0.7, 1.0, len(steps))))
+        rows += [dict(step=f"step{s}", step_number=s, cluster=k, n=3, mean=v, median=v, q25=v, q75=v)
+                 for s, v in zip(steps, walk)]
+    curves = pd.DataFrame(rows)
+    for threshold in (0.5, 1.0, 2.5):
+        learned = dynamics.learned_at(curves, threshold, statistic="median")
+        for row in learned.itertuples(index=False):
+            values = curves[curves["cluster"] == row.cluster]["median"].tolist()
+            expected = _naive_learned(values, steps, threshold)
+            assert (None if pd.isna(row.learned_at_step) else int(row.learned_at_step)) == expected
+
+
+def test_loss_tables_are_memory_mapped_and_never_copied_whole(tmp_path, monkeypatch):
+    num_entries = 2_000_000  # 8 MB per table
+    rng = np.random.default_rng(2)
+    indices = rng.choice(num_entries, 1000, replace=False).astype(np.int64)
+    labels = rng.integers(0, 10, 1000).astype(np.int64)
+    tables = {}
+    for step in (0, 1, 2, 4):
+        path = tmp_path / f"step{step}.npy"
+        np.save(path, rng.uniform(0, 10, num_entries).astype(np.float32))
+        tables[f"step{step}"] = path
+    calls = []
+    real_load = np.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("mmap_mode"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(dynamics.np, "load", spy)
+    tracemalloc.start()
+    try:
+        curves = dynamics.cluster_loss_curves(indices, labels, tables)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert calls == ["r"] * len(tables)
+    assert peak < 1_000_000, f"peak traced memory {peak:,} bytes for 8 MB tables"
+    # memmaps passed directly give the same result, also without a whole copy
+    monkeypatch.setattr(dynamics.np, "load", real_load)
+    maps = {s: np.load(p, mmap_mode="r") for s, p in tables.items()}
+    tracemalloc.start()
+    try:
+        again = dynamics.cluster_loss_curves(indices, labels, maps)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+    pd.testing.assert_frame_equal(curves, again)
+
+
+def test_bad_inputs_fail_clearly(tmp_path):
+    indices, labels, tables = _synthetic(tmp_path)
+    with pytest.raises(IndexError, match="step0.*4,000 entries"):
+        dynamics.cluster_loss_curves(np.append(indices, 4000), np.append(labels, 0), tables)
+    with pytest.raises(FileNotFoundError, match="step9"):
+        dynamics.cluster_loss_curves(indices, labels, {"step9": tmp_path / "missing.npy"})
+    broken = np.load(tables["step4"])
+    broken[indices[0]] = np.nan
+    with pytest.raises(ValueError, match="step4.*non-finite"):
+        dynamics.cluster_loss_curves(indices, labels, {"step4": broken})
+    elsewhere = np.ones(4000, dtype=np.float32)
+    elsewhere[np.setdiff1d(np.arange(4000), indices)[0]] = np.inf
+    with pytest.raises(ValueError, match="step4.*non-finite"):
+        dynamics.cluster_loss_curves(indices, labels, {"step4": elsewhere})
+    with pytest.raises(ValueError, match="1-D float"):
+        dynamics.cluster_loss_curves(indices, labels, {"step4": np.ones((2, 4000), dtype=np.float32)})
+    with pytest.raises(ValueError, match="step name"):
+        dynamics.cluster_loss_curves(indices, labels, {"final": tables["step0"]})
+    with pytest.raises(ValueError, match="equal length"):
+        dynamics.cluster_loss_curves(indices, labels[:-1], tables)
+    curves = dynamics.cluster_loss_curves(indices, labels, {"step0": tables["step0"]})
+    with pytest.raises(ValueError, match="statistic"):
+        dynamics.learned_at(curves, 1.0, statistic="max")
+    with pytest.raises(ValueError, match="threshold"):
+        dynamics.learned_at(curves, float("nan"))
+
+
+def _points(element):
+    return [tuple(map(float, p.split(","))) for p in element.get("points").split()]
+
+
+def test_sparkline_is_well_formed_with_a_log_axis_that_handles_step0():
+    steps = [0, 1, 2, 4, 512, 1000, 143000]
+    values = [10.8, 9.0, float("nan"), 6.0, 3.0, 1.0, 0.05]
+    svg = dynamics.sparkline_svg(steps, values, [10.9, 9.5, 9.0, 8.0, 5.0, 4.0, 3.0], learned_at_step=1000,
+                                 width=200, height=40, band=(values, values), threshold_nats=0.1)
+    root = ET.fromstring(svg)
+    assert root.tag == f"{SVG}svg" and root.get("width") == "200"
+    lines = root.findall(f"{SVG}polyline")
+    main = [p for p in lines if p.get("stroke") == "currentColor"]
+    assert len(main) == 2  # the NaN at step2 breaks the line
+    xs = [x for part in main for x, _ in _points(part)]
+    expected = [2 + math.log10(s + 1) / math.log10(143001) * 196 for s in (0, 1, 4, 512, 1000, 143000)]
+    assert xs == pytest.approx(expected, abs=0.01)  # step0 at the left edge, log10(step + 1) spacing
+    reference = [p for p in lines if p.get("stroke") == "#868e96"]
+    assert len(reference) == 1 and len(_points(reference[0])) == len(steps)
+    marks = [ln for ln in root.findall(f"{SVG}line") if ln.get("stroke") == "#e8590c"]
+    assert len(marks) == 1 and float(marks[0].get("x1")) == pytest.approx(expected[4], abs=0.01)
+    assert "learned at step 1000" in root.find(f"{SVG}title").text
+    # a single step, constant values and no reference still give valid SVG
+    ET.fromstring(dynamics.sparkline_svg([0], [1.0], None))
+    ET.fromstring(dynamics.sparkline_svg([0, 1], [1.0, 1.0], [1.0, 1.0]))
+    with pytest.raises(ValueError, match="entries"):
+        dynamics.sparkline_svg([0, 1], [1.0], None)
+
+
+def test_distribution_svg_counts_clusters_per_step():
+    svg = dynamics.learned_at_distribution_svg([0, 4, 4, 1000, None, None, None], [0, 1, 2, 4, 1000, 2000])
+    root = ET.fromstring(svg)
+    titles = [r.find(f"{SVG}title").text for r in root.iter(f"{SVG}rect")]
+    assert titles == ["step 0: 1 cluster learned", "step 4: 2 clusters learned",
+                      "step 1000: 1 cluster learned", "never learned: 3 clusters"]
+    assert root.find(f"{SVG}title").text == "4 of 7 clusters learned by step 2000"
+    with pytest.raises(ValueError, match="not among"):
+        dynamics.learned_at_distribution_svg([3], [0, 1, 2])
+
+
+def test_page_escapes_token_text_and_extras_have_the_report_structure(tmp_path):
+    indices, labels, tables = _synthetic(tmp_path)
+    curves = dynamics.cluster_loss_curves(indices, labels, tables)
+    learned = dynamics.learned_at(curves, THRESHOLD)
+    page = dynamics.render_dynamics_page(
+        "quanta-demo", "step2000", curves, learned, {"threshold_nats": THRESHOLD},
+        top_tokens={0: ["<script>alert(1)</script>", " the"]},
+    )
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+    assert page.split('<table id="clusters">')[1].count('class="sparkline"') == len(PLANNED)
+    order = [int(part.split('"')[0]) for part in page.split('<tr id="cluster-')[1:]]
+    assert order == [4, 0, 3, 1, 5, 2, 6]  # by learned-at step, never last, ties by rank
+    extras = dynamics.cluster_extras_for_report(curves, learned)
+    assert set(extras) == set(PLANNED)
+    for k, extra in extras.items():
+        assert set(extra) == {"learned_at", "learned_at_step", "sparkline_svg"}
+        assert extra["learned_at_step"] == PLANNED[k][1]
+        assert extra["learned_at_step"] is None or type(extra["learned_at_step"]) is int
+        assert extra["learned_at"] == (None if PLANNED[k][1] is None else f"step{PLANNED[k][1]}")
+        ET.fromstring(extra["sparkline_svg"])
+    section = dynamics.distribution_section_html(learned, curves)
+    assert section.startswith("<section") and "learned-at-distribution" in section
+
+
+# -- the Dagster asset ----------------------------------------------------------------------
+
+
+def _write_upstream(cache, model="quanta-demo"):
+    """pile_losses for three steps and quanta_clusters for step2, in the IO manager's layout."""
+    rng = np.random.default_rng(3)
+    num_entries, indices = 500, np.arange(0, 120, 2, dtype=np.int64)
+    labels = np.repeat(np.arange(3, dtype=np.int64), 20)  # cluster 0 learned at step1, 1 at step2, 2 never
+    means = {"step0": [9.0, 9.0, 9.0], "step1": [0.5, 3.0, 4.0], "step2": [0.4, 0.6, 2.0]}
+    for step, m in means.items():
+        table = rng.uniform(2, 10, num_entries).astype(np.float32)
+        table[indices] = np.asarray(m, dtype=np.float32)[labels]
+        (cache / model / step).mkdir(parents=True)
+        np.save(cache / model / step / "pile_losses.npy", table)
+    clusters = cache / model / "step2" / "quanta_clusters"
+    clusters.mkdir()
+    np.save(clusters / "labels.npy", labels)
+    pd.DataFrame({"cluster": labels, "index": indices, "document": 0, "position": indices + 1,
+                  "token_id": np.where(labels == 0, 29, 50).astype(np.int64), "loss": 0.1}).to_parquet(
+        clusters / "tokens.parquet")
+
+
+def _resources(cache, **settings):
+    from quanta_assets.assets.dynamics import TrainingDynamicsSettings
+    from quanta_assets.io_manager import QuantaIOManagerFactory
+    from quanta_assets.resources import PileSource, QuantaCache
+
+    return {"io_manager": QuantaIOManagerFactory(base_dir=str(cache)), "cache": QuantaCache(root=str(cache)),
+            "pile": PileSource(), "dynamics_settings": TrainingDynamicsSettings(**settings)}
+
+
+def test_asset_materializes_through_dagster(cache_dir):
+    import dagster as dg
+
+    from quanta_assets.assets.dynamics import quanta_training_dynamics
+
+    _write_upstream(cache_dir)
+    result = dg.materialize([quanta_training_dynamics], partition_key="quanta-demo", resources=_resources(cache_dir))
+    assert result.success
+    out = cache_dir / "quanta-demo" / "quanta_training_dynamics"
+    assert sorted(p.name for p in out.iterdir()) == ["curves.parquet", "learned_at.parquet", "page.html", "summary.json"]
+    learned = pd.read_parquet(out / "learned_at.parquet")
+    assert learned["learned_at"].fillna("never").tolist() == ["step1", "step2", "never"]
+    assert learned["learned_at_step"].tolist() == [1, 2, pd.NA]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reference_step"] == "step2" and summary["steps"] == ["step0", "step1", "step2"]
+    assert summary["settings"]["threshold_nats"] == 1.0  # the demo default
+    page = (out / "page.html").read_text()
+    assert "<code class=\"tok\">&lt;</code>" in page  # token 29 is "<", escaped
+    (event,) = result.asset_materializations_for_node("quanta_training_dynamics")
+    meta = event.metadata
+    assert meta["reference_step"].value == "step2" and meta["steps_used"].value == 3
+    assert meta["clusters_learned"].value == 2 and meta["setting_threshold_nats"].value == 1.0
+    assert "| step1 | 1 |" in meta["learned_at_histogram"].value
+    # the per-checkpoint report takes these only for the reference step
+    extras, sections = dynamics.report_extras(out, "step2")
+    assert [extras[k]["learned_at_step"] for k in range(3)] == [1, 2, None] and "<svg" in sections[0]
+    assert dynamics.report_extras(out, "step1") == ({}, [])
+
+    # settings: an explicit threshold and reference step
+    result = dg.materialize([quanta_training_dynamics], partition_key="quanta-demo",
+                            resources=_resources(cache_dir, threshold_nats=0.55, reference_step="step2"))
+    assert pd.read_parquet(out / "learned_at.parquet")["learned_at"].fillna("never").tolist() == ["step1", "never", "never"]
+
+
+def test_asset_fails_clearly_without_clusters(cache_dir):
+    import dagster as dg
+
+    from quanta_assets.assets.dynamics import quanta_training_dynamics
+
+    (cache_dir / "quanta-demo" / "step0").mkdir(parents=True)
+    np.save(cache_dir / "quanta-demo" / "step0" / "pile_losses.npy", np.ones(10, dtype=np.float32))
+    with pytest.raises(FileNotFoundError, match="no quanta_clusters for model quanta-demo"):
+        dg.materialize([quanta_training_dynamics], partition_key="quanta-demo", resources=_resources(cache_dir))
+    with pytest.raises(FileNotFoundError, match="step0/quanta_clusters/tokens.parquet not found"):
+        dg.materialize([quanta_training_dynamics], partition_key="quanta-demo",
+                       resources=_resources(cache_dir, reference_step="step0"))
+    with pytest.raises(ValueError, match="step name"):
+        dg.materialize([quanta_training_dynamics], partition_key="quanta-demo",
+                       resources=_resources(cache_dir, reference_step="final"))
+    assert not (cache_dir / "quanta-demo" / "quanta_training_dynamics").exists()
+
+
+def test_lineage_maps_every_step_of_the_model(cache_dir):
+    import dagster as dg
+
+    from quanta_assets.assets.dynamics import quanta_training_dynamics
+    from quanta_assets.partitions import PYTHIA_STEPS, checkpoint_partitions, model_partitions
+
+    key = dg.AssetKey("quanta_training_dynamics")
+    parents = {dg.AssetKey("quanta_clusters"), dg.AssetKey("pile_losses")}
+    # with the upstream stages as model × step assets, one model maps to all of its 154 steps
+    upstream = [dg.AssetSpec(k, partitions_def=checkpoint_partitions) for k in parents]
+    graph = dg.Definitions(assets=[*upstream, quanta_training_dynamics],
+                           resources=_resources(cache_dir)).resolve_asset_graph()
+    for parent in parents:
+        mapped = graph.get_partition_mapping(key, parent).get_upstream_mapped_partitions_result_for_partitions(
+            model_partitions.subset_with_partition_keys(["quanta-demo"]), model_partitions, checkpoint_partitions
+        ).partitions_subset.get_partition_keys()
+        assert {k.keys_by_dimension["model"] for k in mapped} == {"quanta-demo"}
+        assert sorted(k.keys_by_dimension["step"] for k in mapped) == sorted(PYTHIA_STEPS)
+
+
+def test_code_location_has_the_asset_and_its_settings():
+    import dagster as dg
+
+    from quanta_assets.assets.dynamics import TrainingDynamicsSettings
+    from quanta_assets.definitions import defs
+    from quanta_assets.partitions import model_partitions
+
+    node = defs.resolve_asset_graph().get(dg.AssetKey("quanta_training_dynamics"))
+    assert node.partitions_def == model_partitions
+    assert {dg.AssetKey("quanta_clusters"), dg.AssetKey("pile_losses")} <= set(node.parent_keys)
+    assert isinstance(defs.resources["dynamics_settings"], TrainingDynamicsSettings)
