@@ -1,0 +1,182 @@
+"""Checkpoints: ``quanta_demo_suite`` (train the embedded demo model) and ``model_checkpoint``
+(resolve/download one model × step revision; its data version is the commit hash)."""
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+
+from quanta_assets.model_loader import ModelLoader
+from quanta_assets.partitions import DEMO_MODEL, checkpoint_partitions, model_and_step
+from quanta_assets.resources import QuantaCache
+from quanta_core.canonical import CanonicalCorpus
+from quanta_core.checkpoints import check_gptneox_config, demo_hub_dir, repo_folder
+from quanta_core.demo_suite import (
+    DEMO_REPO_ID,
+    DemoSuiteConfig,
+    existing_demo_suite,
+    train_demo_suite,
+)
+
+RESOURCES = {"models": ModelLoader()}
+
+
+class DemoSuiteTraining(dg.Config):
+    """Run config of ``quanta_demo_suite``. ``seed``: training seed; ``retrain``: train even when
+    a suite with the same settings (seed, corpus, model size, schedule) is already there. The
+    other fields override :class:`quanta_core.demo_suite.DemoSuiteConfig` (``None``: the demo's
+    default; ``make demo`` analyses the steps of ``DEMO_STEPS``)."""
+
+    seed: int = 0
+    retrain: bool = False
+    hidden_size: Optional[int] = None
+    num_layers: Optional[int] = None
+    num_heads: Optional[int] = None
+    steps: Optional[list[str]] = None
+    batch_tokens: Optional[int] = None
+    learning_rate: Optional[float] = None
+
+    def suite_config(self) -> DemoSuiteConfig:
+        overrides = {
+            name: getattr(self, name)
+            for name in ("hidden_size", "num_layers", "num_heads", "batch_tokens", "learning_rate")
+            if getattr(self, name) is not None
+        }
+        if self.steps is not None:
+            overrides["steps"] = tuple(self.steps)
+        return dataclasses.replace(DemoSuiteConfig(), **overrides)
+
+
+def _summary_metadata(summary: dict, reused: bool) -> dict:
+    curve = summary["curve_mean_loss"]
+    table = "| step | commit | mean loss on the curve sample (nats) |\n|---|---|---|\n" + "\n".join(
+        f"| {s} | `{summary['commits'][s][:12]}` | {curve[s]:.4f} |" for s in summary["steps"]
+    )
+    return {
+        "hub_repo": dg.MetadataValue.path(str(summary["repo_dir"])),
+        "repo_id": summary["repo_id"],
+        "reused_existing": reused,
+        "steps": dg.MetadataValue.json(summary["steps"]),
+        "losses_by_step": dg.MetadataValue.md(table),
+        "curve_tokens": summary["curve_tokens"],
+        "step0_mean_loss_nats": round(summary["step0_mean_loss"], 4),
+        "final_mean_loss_nats": round(summary["final_mean_loss"], 4),
+        "fraction_below_0.1_nats": round(summary["fraction_below_0.1_nats"], 4),
+        "fraction_below_1_bit": round(summary["fraction_below_1_bit"], 4),
+        "not_trigram_flagged_below_0.1_nats": summary["qualifying_below_0.1_nats"],
+        "not_trigram_flagged_below_1_bit": summary["qualifying_below_1_bit"],
+        "predictable_tokens": summary["predictable_tokens"],
+        "tokens_trained": summary["tokens_trained"],
+        "epochs": summary["epochs"],
+        "parameters": summary["parameters"],
+        "train_seconds": summary["train_seconds"],
+        "eval_seconds": summary["eval_seconds"],
+        "torch_threads": summary["torch_threads"],
+        "settings": dg.MetadataValue.json(summary["settings"]),
+    }
+
+
+@dg.asset(
+    group_name="checkpoints",
+    code_version="1",
+    ins={"pile_canonical": dg.AssetIn()},
+    description=(
+        "The embedded demo suite: a small GPT-NeoX (Pythia's architecture — tokenizer, padded vocabulary "
+        "50,304, rotary 25%, parallel residual — at hidden size 64, 4 layers) trained by the project on "
+        "`pile_canonical` (the mini-Pile), deterministically seeded, with a checkpoint at each of Pythia's "
+        "step names step0, step1, step2, step4 … step512 (one optimizer step each). The checkpoints are written "
+        "into a local repository in the Hugging Face hub's own layout, "
+        "`<cache>/hub/models--quanta--quanta-demo/` (`refs/<step>` → `snapshots/<commit>/` with `config.json`, "
+        "`model.safetensors`, `tokenizer.json`), and are loaded through exactly the same code as Pythia (model "
+        "name `quanta-demo`). Stored value: `<cache>/corpus/quanta_demo_suite/summary.json` (commits per step, "
+        "loss per step on a fixed sample of every 25th document, step-0 and final mean loss over every "
+        "predictable token in nats, fraction of tokens under 0.1 nats and under 1 bit, how many of those are not "
+        "flagged by the present-trigram filter, timings, settings). Skips training when a suite with the same "
+        "settings and corpus is already there (run config `retrain: true` forces it)."
+    ),
+)
+def quanta_demo_suite(
+    context: dg.AssetExecutionContext, config: DemoSuiteTraining, cache: QuantaCache, pile_canonical: dict
+) -> dict:
+    corpus = CanonicalCorpus.from_arrays(pile_canonical)
+    hub_dir = demo_hub_dir(cache.path)
+    settings = config.suite_config()
+    summary = None if config.retrain else existing_demo_suite(hub_dir, corpus, settings, config.seed)
+    reused = summary is not None
+    if reused:
+        summary["repo_dir"] = str(repo_folder(hub_dir, DEMO_REPO_ID))
+        context.log.info(f"demo suite with the same settings already in {summary['repo_dir']}: not retraining")
+    else:
+        context.log.info(f"training the demo suite into {hub_dir} ({settings})")
+        summary = train_demo_suite(corpus, hub_dir, settings, seed=config.seed, progress=context.log.info)
+    context.add_output_metadata(_summary_metadata(summary, reused))
+    return {"summary": summary}
+
+
+def _weights_metadata(snapshot: Path) -> dict:
+    """File sizes and parameter count (from the safetensors headers, without loading tensors)."""
+    files = {p.name: p.stat().st_size for p in sorted(snapshot.iterdir()) if p.is_file()}
+    parameters = 0
+    for name in files:
+        if name.endswith(".safetensors"):
+            with open(snapshot / name, "rb") as f:
+                header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+            for key, entry in header.items():
+                if key != "__metadata__":
+                    count = 1
+                    for dim in entry["shape"]:
+                        count *= dim
+                    parameters += count
+    meta = {"files": dg.MetadataValue.json(files), "size_mb": round(sum(files.values()) / 2**20, 2)}
+    if parameters:
+        meta["parameters"] = parameters
+    return meta
+
+
+@dg.asset(
+    group_name="checkpoints",
+    code_version="1",
+    partitions_def=checkpoint_partitions,
+    deps=[quanta_demo_suite],
+    description=(
+        "One model checkpoint, model × step: the Hugging Face repository `EleutherAI/<model>` at revision `<step>` "
+        "(e.g. pythia-70m at step143000), or the embedded demo suite `quanta-demo` (repository "
+        "`quanta/quanta-demo` in `<cache>/hub`). Resolves the revision in the hub cache (HF_HUB_CACHE / HF_HOME), "
+        "downloading config, safetensors weights and tokenizer when it is missing and the network is allowed "
+        "(HF_HUB_OFFLINE=1 forbids it), and checks the config is a GPT-NeoX causal LM. The DATA VERSION is the "
+        "revision's commit hash, so lineage shows exactly which weights every downstream result came from. "
+        "Stored value: `<cache>/<model>/<step>/model_checkpoint/checkpoint.json` with repo_id, revision, commit, "
+        "snapshot_dir (the weights stay in the hub cache, in Hugging Face format). The dependency on "
+        "`quanta_demo_suite` orders training before the demo model's checkpoints; Pythia partitions do not use it."
+    ),
+)
+def model_checkpoint(context: dg.AssetExecutionContext, models: ModelLoader, cache: QuantaCache) -> dg.Output:
+    model_name, step = model_and_step(context)
+    hub_dir = models.hub_dir(model_name, cache.path)
+    context.log.info(f"resolving {model_name}@{step} in {hub_dir}")
+    started = time.perf_counter()
+    repo_id, commit, snapshot = models.resolve(model_name, step, cache.path)
+    config = check_gptneox_config(snapshot, model_name, step)
+    record = {"repo_id": repo_id, "revision": step, "commit": commit, "snapshot_dir": str(snapshot), "model": model_name}
+    metadata = {
+        "repo_id": repo_id,
+        "revision": step,
+        "commit": commit,
+        "snapshot_dir": dg.MetadataValue.path(str(snapshot)),
+        "hub_cache": dg.MetadataValue.path(str(hub_dir)),
+        "demo_suite": model_name == DEMO_MODEL,
+        "hidden_size": config.get("hidden_size"),
+        "num_hidden_layers": config.get("num_hidden_layers"),
+        "num_attention_heads": config.get("num_attention_heads"),
+        "vocab_size": config.get("vocab_size"),
+        "seconds": round(time.perf_counter() - started, 2),
+        "loader_settings": dg.MetadataValue.json(
+            {"device": models.device, "dtype": models.dtype, "hub_cache_dir": models.hub_cache_dir, "offline": models.offline}
+        ),
+        **_weights_metadata(snapshot),
+    }
+    context.log.info(f"{model_name}@{step} → {repo_id} commit {commit}")
+    return dg.Output({"checkpoint": record}, data_version=dg.DataVersion(commit), metadata=metadata)

@@ -1,0 +1,332 @@
+"""Checkpoint resolution through huggingface_hub over a hand-built hub-layout cache, the clear
+failures, and the demo suite written and loaded through the same path."""
+
+import hashlib
+import json
+import math
+import shutil
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from quanta_core.checkpoints import (
+    CheckpointError,
+    CheckpointNotFound,
+    LoadedCheckpoint,
+    NotAGPTNeoXModel,
+    load_checkpoint,
+    resolve_checkpoint,
+)
+from quanta_core.tokenizer import offline_tokenizer_path
+from conftest import make_tiny_gptneox
+
+REPO = "EleutherAI/pythia-70m"
+
+
+def write_hub_revision(hub, repo_id, revision, model) -> str:
+    """Put ``model`` (+ the offline tokenizer) into ``hub`` exactly as huggingface_hub lays out a
+    download: ``blobs/<sha256>``, ``snapshots/<commit>/<file>`` symlinks, ``refs/<revision>``."""
+    staging = hub.parent / f"staging-{revision}-{time.perf_counter_ns()}"
+    model.save_pretrained(staging, safe_serialization=True)
+    shutil.copy(offline_tokenizer_path(), staging / "tokenizer.json")
+    files = {p.name: p.read_bytes() for p in staging.iterdir() if p.is_file()}
+    shutil.rmtree(staging)
+    commit = hashlib.sha1(repo_id.encode() + revision.encode() + files["config.json"] + files["model.safetensors"][:4096]
+                          + hashlib.sha256(files["model.safetensors"]).digest()).hexdigest()
+    repo = hub / ("models--" + repo_id.replace("/", "--"))
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "refs").mkdir(exist_ok=True)
+    for name, data in files.items():
+        blob = hashlib.sha256(data).hexdigest()
+        (repo / "blobs" / blob).write_bytes(data)
+        (repo / "snapshots" / commit / name).symlink_to(f"../../blobs/{blob}")
+    (repo / "refs" / revision).write_text(commit)
+    return commit
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An HF hub cache (HF_HUB_CACHE, offline) holding pythia-70m at step143000 and step142000."""
+    hub = tmp_path / "hf" / "hub"
+    hub.mkdir(parents=True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    models = {"step143000": make_tiny_gptneox(seed=1), "step142000": make_tiny_gptneox(seed=2)}
+    commits = {step: write_hub_revision(hub, REPO, step, m) for step, m in models.items()}
+    return hub, models, commits
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0]
+
+
+def test_loads_pythia_offline_by_revision(hub):
+    hub_dir, models, commits = hub
+    loaded = load_checkpoint("pythia-70m", "step143000")  # HF_HUB_CACHE + HF_HUB_OFFLINE from the env
+    assert isinstance(loaded, LoadedCheckpoint)
+    assert (loaded.repo_id, loaded.revision, loaded.commit) == (REPO, "step143000", commits["step143000"])
+    assert loaded.snapshot_dir == hub_dir / "models--EleutherAI--pythia-70m" / "snapshots" / commits["step143000"]
+    assert type(loaded.model).__name__ == "GPTNeoXForCausalLM"
+    assert not loaded.model.training
+    assert loaded.dtype == torch.float32 and next(loaded.model.parameters()).dtype == torch.float32
+    assert loaded.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert loaded.tokenizer_path == loaded.snapshot_dir / "tokenizer.json"
+    ids = [5, 17, 300, 2, 9, 411]
+    torch.testing.assert_close(_logits(loaded.model.cpu(), ids), _logits(models["step143000"], ids))
+
+
+def test_picks_the_snapshot_of_the_asked_revision(hub):
+    _, models, commits = hub
+    assert commits["step143000"] != commits["step142000"]
+    ids = [1, 2, 3, 4, 5, 6, 7]
+    for step in ("step142000", "step143000"):
+        repo_id, commit, snapshot = resolve_checkpoint("pythia-70m", step)
+        assert commit == commits[step] and snapshot.name == commit
+        loaded = load_checkpoint("pythia-70m", step, device="cpu")
+        torch.testing.assert_close(_logits(loaded.model, ids), _logits(models[step], ids))
+    a = load_checkpoint("pythia-70m", "step142000", device="cpu").model
+    b = load_checkpoint("pythia-70m", "step143000", device="cpu").model
+    assert not torch.allclose(_logits(a, ids), _logits(b, ids))
+
+
+def test_explicit_cache_dir_overrides_the_environment(hub, monkeypatch, tmp_path):
+    hub_dir, _, commits = hub
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
+    with pytest.raises(CheckpointNotFound):
+        resolve_checkpoint("pythia-70m", "step143000")
+    assert resolve_checkpoint("pythia-70m", "step143000", cache_dir=hub_dir)[1] == commits["step143000"]
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.setenv("HF_HOME", str(hub_dir.parent))  # HF_HOME/hub
+    assert resolve_checkpoint("pythia-70m", "step143000")[1] == commits["step143000"]
+
+
+def test_offline_and_not_cached_fails_fast_naming_model_revision_and_place(hub):
+    hub_dir, _, _ = hub
+    started = time.perf_counter()
+    with pytest.raises(CheckpointNotFound) as err:
+        load_checkpoint("pythia-70m", "step1000")
+    assert time.perf_counter() - started < 3
+    message = str(err.value)
+    assert "pythia-70m" in message and "'step1000'" in message and "network access is off" in message
+    assert str(hub_dir / "models--EleutherAI--pythia-70m") in message
+    assert "step142000, step143000" in message  # what is cached there
+    with pytest.raises(CheckpointNotFound, match="nothing cached"):
+        load_checkpoint("pythia-160m", "step143000")
+
+
+def test_no_network_fails_fast_without_retries(hub, monkeypatch):
+    """Online but the hub is unreachable (a closed local port): one attempt, a clear error."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    started = time.perf_counter()
+    with pytest.raises(CheckpointNotFound, match="could not be reached") as err:
+        resolve_checkpoint("pythia-70m", "step1000")
+    assert time.perf_counter() - started < 5
+    assert "pythia-70m" in str(err.value) and "step1000" in str(err.value)
+    # a cached revision needs no network at all
+    assert resolve_checkpoint("pythia-70m", "step143000")[0] == REPO
+
+
+def test_missing_revision_of_a_v0_model_explains_the_early_steps(hub):
+    hub_dir, _, _ = hub
+    write_hub_revision(hub_dir, "EleutherAI/pythia-70m-v0", "step143000", make_tiny_gptneox(seed=3))
+    with pytest.raises(CheckpointNotFound) as err:
+        resolve_checkpoint("pythia-70m-v0", "step4")
+    message = str(err.value)
+    assert "pythia-70m-v0" in message and "'step4'" in message and "step143000" in message
+    assert "-v0 Pythia models have no early log-spaced checkpoints" in message
+
+
+def test_a_model_that_is_not_gptneox_is_refused(hub):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    hub_dir, _, _ = hub
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2, n_positions=32))
+    write_hub_revision(hub_dir, "someorg/tiny-gpt2", "main", gpt2)
+    with pytest.raises(NotAGPTNeoXModel, match="model_type='gpt2'") as err:
+        load_checkpoint("someorg/tiny-gpt2", "main")
+    assert "someorg/tiny-gpt2" in str(err.value) and "'main'" in str(err.value)
+
+
+def test_unknown_model_name_and_dtype_are_clear_errors(hub):
+    with pytest.raises(CheckpointError, match="unknown model name 'llama-7b'"):
+        resolve_checkpoint("llama-7b", "step0")
+    with pytest.raises(ValueError, match="unknown dtype 'float8'"):
+        load_checkpoint("pythia-70m", "step143000", dtype="float8")
+
+
+def test_bfloat16_option(hub):
+    loaded = load_checkpoint("pythia-70m", "step143000", dtype="bfloat16", device="cpu")
+    assert loaded.dtype == torch.bfloat16 and next(loaded.model.parameters()).dtype == torch.bfloat16
+
+
+# -- the demo suite -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    from quanta_core.canonical import build_canonical
+    from quanta_core.corpus import read_pile, write_pile
+    from quanta_core.minipile import minipile_documents
+    from quanta_core.tokenizer import load_tokenizer
+
+    path = write_pile(tmp_path_factory.mktemp("pile") / "mini.jsonl.zst", minipile_documents(40)[:24])
+    return build_canonical(read_pile(path), load_tokenizer())
+
+
+TINY = dict(hidden_size=16, num_layers=1, num_heads=2, steps=("step0", "step1", "step2", "step4"),
+            batch_tokens=512, warmup_steps=1, curve_every_nth_document=3, stats_every_nth_document=1)
+
+
+def _naive_mean_loss(model, corpus, every_nth: int = 1) -> float:
+    """Full-vocabulary cross-entropy of every predictable token of every n-th document (of those
+    with ≥ 2 tokens), one document at a time."""
+    losses = []
+    with torch.no_grad():
+        for d in np.flatnonzero(corpus.num_tokens >= 2)[::every_nth]:
+            ids = torch.from_numpy(corpus.document(d).astype(np.int64))
+            if len(ids) >= 2:
+                logits = model(ids[None]).logits[0]
+                losses.append(torch.nn.functional.cross_entropy(logits[:-1], ids[1:], reduction="none"))
+    return float(torch.cat(losses).mean())
+
+
+def test_demo_suite_checkpoints_load_through_the_same_path(small_corpus, cache_dir, monkeypatch, tmp_path):
+    from quanta_core.demo_suite import PADDED_VOCAB, DemoSuiteConfig, existing_demo_suite, train_demo_suite
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-pythia-here"))
+    cfg = DemoSuiteConfig(**TINY)
+    messages = []
+    summary = train_demo_suite(small_corpus, cache_dir / "hub", cfg, seed=0, progress=messages.append)
+    assert any("step4" in m for m in messages)
+    repo = cache_dir / "hub" / "models--quanta--quanta-demo"
+    assert sorted(p.name for p in (repo / "refs").iterdir()) == sorted(TINY["steps"])
+    assert not [p for p in (cache_dir / "hub").iterdir() if p.name.startswith(".")]  # no temp left
+
+    models = {}
+    for step in TINY["steps"]:
+        loaded = load_checkpoint("quanta-demo", step)  # default: <QUANTA_CACHE_DIR>/hub
+        assert loaded.repo_id == "quanta/quanta-demo" and loaded.commit == summary["commits"][step]
+        assert (repo / "refs" / step).read_text() == loaded.commit
+        assert loaded.snapshot_dir.name == loaded.commit
+        assert loaded.tokenizer_path.read_bytes() == offline_tokenizer_path().read_bytes()
+        config = loaded.model.config
+        assert config.vocab_size == PADDED_VOCAB and config.use_parallel_residual
+        assert config.rope_parameters["partial_rotary_factor"] == 0.25
+        assert json.loads((loaded.snapshot_dir / "config.json").read_text())["rotary_pct"] == 0.25
+        models[step] = loaded.model
+    assert len(set(summary["commits"].values())) == len(TINY["steps"])
+
+    # the saved 50,304-vocab model's loss, computed naively, is what training reported
+    assert math.isclose(_naive_mean_loss(models["step4"], small_corpus), summary["final_mean_loss"], rel_tol=1e-4)
+    step0 = _naive_mean_loss(models["step0"], small_corpus, TINY["curve_every_nth_document"])
+    assert math.isclose(step0, summary["step0_mean_loss"], rel_tol=1e-4)
+    assert math.isclose(step0, summary["curve_mean_loss"]["step0"], rel_tol=1e-4)
+    assert summary["final_mean_loss"] < summary["step0_mean_loss"]
+    assert abs(summary["step0_mean_loss"] - math.log(PADDED_VOCAB)) < 0.2  # untrained ≈ uniform
+    # tokens the corpus never uses share one unembedding row
+    used = np.unique(small_corpus.ids)
+    absent = np.setdiff1d(np.arange(PADDED_VOCAB), used)
+    head = models["step4"].get_output_embeddings().weight.detach()
+    assert torch.equal(head[absent], head[absent[:1]].expand(len(absent), -1))
+    assert not torch.equal(head[used[0]], head[used[1]])
+
+    # deterministic: the same settings give the same commits; the existing suite is recognised
+    again = train_demo_suite(small_corpus, tmp_path / "hub2", cfg, seed=0)
+    assert again["commits"] == summary["commits"]
+    assert existing_demo_suite(cache_dir / "hub", small_corpus, cfg, seed=0)["commits"] == summary["commits"]
+    assert existing_demo_suite(cache_dir / "hub", small_corpus, cfg, seed=1) is None
+
+    with pytest.raises(CheckpointNotFound, match="quanta_demo_suite"):
+        load_checkpoint("quanta-demo", "step8")
+
+
+# -- the Dagster assets ---------------------------------------------------------------------------
+
+
+def _resources(cache_dir, **loader):
+    from quanta_assets.io_manager import QuantaIOManagerFactory
+    from quanta_assets.model_loader import ModelLoader
+    from quanta_assets.resources import PileSource, QuantaCache
+
+    return {"io_manager": QuantaIOManagerFactory(base_dir=str(cache_dir)), "pile": PileSource(minipile_documents=24),
+            "cache": QuantaCache(root=str(cache_dir)), "models": ModelLoader(**loader)}
+
+
+def _materialization(result, key):
+    return next(e.materialization for e in result.get_asset_materialization_events()
+                if e.materialization.asset_key.to_user_string() == key)
+
+
+def test_model_checkpoint_asset_records_the_commit_as_data_version(hub, cache_dir):
+    import dagster as dg
+
+    from quanta_assets.assets.checkpoints import model_checkpoint, quanta_demo_suite
+    from quanta_assets.assets.corpus import pile_canonical
+    from quanta_assets.partitions import checkpoint_key
+
+    _, _, commits = hub
+    result = dg.materialize([pile_canonical, quanta_demo_suite, model_checkpoint], selection=[model_checkpoint],
+                            partition_key=checkpoint_key("pythia-70m", "step142000"), resources=_resources(cache_dir))
+    event = _materialization(result, "model_checkpoint")
+    assert event.tags["dagster/data_version"] == commits["step142000"]
+    assert event.metadata["commit"].value == commits["step142000"]
+    assert event.metadata["parameters"].value == sum(p.numel() for p in make_tiny_gptneox().parameters())
+    stored = json.loads((cache_dir / "pythia-70m" / "step142000" / "model_checkpoint" / "checkpoint.json").read_text())
+    assert stored["commit"] == commits["step142000"] and stored["repo_id"] == REPO
+    assert stored["revision"] == "step142000" and stored["snapshot_dir"].endswith(commits["step142000"])
+
+    with pytest.raises(CheckpointNotFound, match="step1000"):
+        dg.materialize([pile_canonical, quanta_demo_suite, model_checkpoint], selection=[model_checkpoint],
+                       partition_key=checkpoint_key("pythia-70m", "step1000"), resources=_resources(cache_dir))
+
+
+def test_demo_suite_asset_trains_once_and_feeds_model_checkpoint(cache_dir, monkeypatch):
+    import dagster as dg
+
+    from quanta_assets.assets.checkpoints import model_checkpoint, quanta_demo_suite
+    from quanta_assets.assets.corpus import pile_canonical
+    from quanta_assets.model_loader import ModelLoader
+    from quanta_assets.partitions import DEMO_MODEL, checkpoint_key
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tiny = {"ops": {"quanta_demo_suite": {"config": {"hidden_size": 16, "num_layers": 1, "num_heads": 2,
+                                                      "steps": ["step0", "step1", "step2"], "batch_tokens": 512}}}}
+    assets = [pile_canonical, quanta_demo_suite, model_checkpoint]
+    first = dg.materialize(assets, selection=[pile_canonical, quanta_demo_suite], resources=_resources(cache_dir),
+                           run_config=tiny)
+    meta = _materialization(first, "quanta_demo_suite").metadata
+    assert meta["reused_existing"].value is False and meta["steps"].value == ["step0", "step1", "step2"]
+    summary = json.loads((cache_dir / "corpus" / "quanta_demo_suite" / "summary.json").read_text())
+    assert meta["final_mean_loss_nats"].value == round(summary["final_mean_loss"], 4)
+
+    again = dg.materialize(assets, selection=[quanta_demo_suite], resources=_resources(cache_dir), run_config=tiny)
+    assert _materialization(again, "quanta_demo_suite").metadata["reused_existing"].value is True
+
+    result = dg.materialize(assets, selection=[model_checkpoint], partition_key=checkpoint_key(DEMO_MODEL, "step2"),
+                            resources=_resources(cache_dir))
+    assert _materialization(result, "model_checkpoint").tags["dagster/data_version"] == summary["commits"]["step2"]
+
+    logs = []
+
+    class Log:
+        info = logs.append
+
+    loaded = ModelLoader(device="cpu").load(DEMO_MODEL, "step2", cache_dir, log=Log)
+    assert loaded.commit == summary["commits"]["step2"] and not loaded.model.training
+    assert any("commit " + loaded.commit in line and "cpu" in line for line in logs)
+
+
+def test_demo_steps_are_pythia_step_names():
+    from quanta_assets.partitions import PYTHIA_STEPS
+    from quanta_core.demo_suite import DEMO_STEPS, DemoSuiteConfig
+
+    assert DEMO_STEPS[0] == "step0" and set(DEMO_STEPS) <= set(PYTHIA_STEPS)
+    assert DemoSuiteConfig().num_steps == int(DEMO_STEPS[-1][4:])
