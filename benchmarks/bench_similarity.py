@@ -1,0 +1,217 @@
+"""Benchmark: QDG similarity, ``exact`` vs the original's algorithm (``reference``).
+
+Same machine, same model (pythia-70m's shape: hidden 512, 6 layers, 8 heads, vocab 50,304,
+rotary 25 %, parallel residual; random weights, float32), same selected tokens (uniformly drawn
+predictable tokens of a synthetic corpus whose document lengths mimic the Pile's first 20,000
+test documents: 40 % truncated at 1,024 tokens, the rest log-normal around 150; about 530
+predictable tokens per document, as the original's 10,658,635 over 20,000).
+
+Prints seconds per gradient and total seconds of each method, their gradient computations and
+the ratios. The reference (full document, full logits, Gram blocks of 250 recomputed per block
+pair) is run on ``--reference-tokens`` tokens and its per-gradient cost extrapolated to all
+tokens with the original's count of gradient computations (``--full-reference`` runs it whole).
+
+    python benchmarks/bench_similarity.py                      # CPU, S = 256
+    python benchmarks/bench_similarity.py --device cuda --tokens 10000 --skip-reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from quanta_core.canonical import CanonicalCorpus  # noqa: E402
+from quanta_core.similarity import (  # noqa: E402
+    ORIGINAL_BLOCK_LEN,
+    budget_for_resident,
+    default_memory_budget,
+    original_gradient_computations,
+    plan_memory,
+    similarity_matrix,
+    similarity_parameters,
+)
+
+GIB = 1 << 30
+
+
+def pythia_70m_shape(device: str, seed: int = 0):
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(seed)
+    config = GPTNeoXConfig(
+        vocab_size=50304, hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048,
+        max_position_embeddings=2048, rotary_pct=0.25, rotary_emb_base=10000, use_parallel_residual=True,
+        tie_word_embeddings=False, layer_norm_eps=1e-5,
+    )
+    return GPTNeoXForCausalLM(config).eval().to(device)
+
+
+def synthetic_corpus(num_documents: int, seed: int = 0) -> CanonicalCorpus:
+    rng = np.random.default_rng(seed)
+    lengths = np.where(rng.random(num_documents) < 0.4, 1024,
+                       np.clip(rng.lognormal(np.log(150), 1.0, num_documents), 1, 1024)).astype(np.int64)
+    ids = rng.integers(0, 50277, int(lengths.sum())).astype(np.uint16)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return CanonicalCorpus(ids, offsets, pd.DataFrame({"num_tokens": lengths}))
+
+
+def gemm_rate(device: torch.device, rows: int) -> float:
+    """float32 FLOP/s of an [rows, K] @ [K, rows] product (the shape of the original's Gram blocks)."""
+    k = 1 << 18
+    a = torch.randn(rows, k, device=device)
+    b = torch.randn(rows, k, device=device)
+    torch.mm(a, b.T)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    torch.mm(a, b.T)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * rows * rows * k / (time.perf_counter() - t)
+
+
+def original_gram_flops(s: int, p: int, block_len: int = ORIGINAL_BLOCK_LEN) -> float:
+    blocks = [min(block_len, s - i) for i in range(0, s, block_len)]
+    return sum(2.0 * bi * bj * p for i, bi in enumerate(blocks) for bj in blocks[i:])
+
+
+def stratified(indices: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
+    """``n`` of ``indices`` at evenly spaced quantiles of ``key`` (a representative subset), sorted."""
+    order = np.argsort(key, kind="stable")
+    return np.sort(indices[order[np.linspace(0, len(indices) - 1, min(n, len(indices))).round().astype(int)]])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--tokens", type=int, default=256, help="S, selected tokens")
+    ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--reference-tokens", type=int, default=6, help="tokens the reference is timed on")
+    ap.add_argument("--full-reference", action="store_true", help="run the reference on all S tokens")
+    ap.add_argument("--memory-budget-gib", type=float, default=None, help="exact's budget (default: from free memory)")
+    ap.add_argument("--resident-dtype", default="auto")
+    ap.add_argument("--max-batch", type=int, default=None)
+    ap.add_argument("--batch-tokens", type=int, default=None)
+    ap.add_argument("--projected-dims", default="", help="comma-separated k: projected error vs exact")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--compare-fp16", action="store_true", help="rerun exact with float32 and float16 resident copies")
+    ap.add_argument("--exact-tokens", type=int, default=None,
+                    help="time exact on this many of the S tokens and extrapolate (default: all on CUDA, 48 on CPU)")
+    ap.add_argument("--save", default=None, help="write the exact matrix to this .npy")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model = pythia_70m_shape(args.device)
+    params = similarity_parameters(model)
+    p = sum(x.numel() for _, x in params)
+    corpus = synthetic_corpus(max(200, args.tokens))
+    rng = np.random.default_rng(1)
+    indices = np.sort(rng.choice(corpus.num_predictable, args.tokens, replace=False)).astype(np.int64)
+    docs_len = corpus.num_tokens[np.searchsorted(corpus.starts, indices, side="right") - 1]
+    positions = indices - corpus.starts[np.searchsorted(corpus.starts, indices, side="right") - 1] + 1
+    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+          f"torch {torch.__version__}")
+    print(f"model: pythia-70m shape, random weights; similarity parameters {p:,} in {len(params)} tensors")
+    print(f"tokens S = {args.tokens}: mean context (exact) {positions.mean():.0f} tokens, "
+          f"mean document (reference) {docs_len.mean():.0f} tokens")
+    budget = int(args.memory_budget_gib * GIB) if args.memory_budget_gib else default_memory_budget(device)
+
+    last = [0.0]
+
+    def progress(pr):
+        now = time.perf_counter()
+        if now - last[0] > 15 or pr.gradients_done == pr.gradients_total:
+            last[0] = now
+            print(f"  … {pr.gradients_done}/{pr.gradients_total} gradients, block {pr.block + 1}/{pr.blocks}, "
+                  f"{pr.rate:.2f}/s, ETA {pr.eta_seconds:.0f} s", flush=True)
+
+    n_exact = args.exact_tokens or (args.tokens if device.type == "cuda" else min(args.tokens, 48))
+    ex_idx = indices if n_exact >= args.tokens else stratified(indices, positions, n_exact)
+    print(f"\n[exact] memory budget {budget / GIB:.1f} GiB, {len(ex_idx)} tokens"
+          + ("" if len(ex_idx) == args.tokens else " (quantiles of the S by context length; extrapolated below)"))
+    ex = similarity_matrix(model, corpus, ex_idx, method="exact", memory_budget_bytes=budget,
+                           resident_dtype=args.resident_dtype, max_batch=args.max_batch,
+                           batch_tokens=args.batch_tokens, progress=progress)
+    ex_per_grad = ex.gradient_seconds / ex.gradient_computations
+    print(f"  {ex.seconds:.1f} s total ({ex.gradient_seconds:.1f} s gradients, {ex.gram_seconds:.1f} s Gram), "
+          f"{ex.gradient_computations} gradient computations ({ex.gradient_computations_per_token:.2f} per token), "
+          f"{ex_per_grad * 1e3:.1f} ms per gradient; resident {ex.resident_tokens} tokens × {ex.blocks} blocks "
+          f"({ex.resident_dtype}), batch {ex.batch_size}, peak memory {ex.peak_memory_bytes / GIB:.2f} GiB")
+    m = ex.matrix
+    print(f"  symmetric: {np.abs(m - m.T).max():.1e}, |diag − 1| max {np.abs(np.diag(m) - 1).max():.1e}")
+    ex_count, ex_total = ex.gradient_computations, ex.seconds
+    if len(ex_idx) < args.tokens:
+        plan = plan_memory(args.tokens, p, budget, resident_dtype=args.resident_dtype,
+                           max_batch=args.max_batch or (32 if device.type == "cuda" else 8))
+        gram_rate = len(ex_idx) ** 2 * 2 * p / max(ex.gram_seconds, 1e-9)
+        ex_count = plan.gradient_computations
+        ex_total = ex_count * ex_per_grad + args.tokens ** 2 * 2 * p / gram_rate
+        print(f"  extrapolated to S = {args.tokens}: {ex_count} gradient computations × {ex_per_grad:.2f} s "
+              f"+ Gram at the measured {gram_rate / 1e9:.0f} GFLOP/s = {ex_total:.0f} s "
+              f"(resident {plan.resident_tokens} {plan.resident_dtype} × {plan.blocks} blocks)")
+    if args.save:
+        np.save(args.save, m)
+    if args.compare_fp16:
+        runs = {dt: similarity_matrix(model, corpus, ex_idx, method="exact", resident_dtype=dt,
+                                      memory_budget_bytes=budget_for_resident(len(ex_idx), p, -(-len(ex_idx) // 3), dt),
+                                      max_batch=args.max_batch, batch_tokens=args.batch_tokens) for dt in ("float32", "float16")}
+        d = np.abs(runs["float16"].matrix - runs["float32"].matrix)
+        print(f"[float16 resident vs float32] ({runs['float16'].blocks} blocks, streamed) max |Δcos| {d.max():.2e}, "
+              f"mean {d.mean():.2e}; float32 streamed vs all-resident max {np.abs(runs['float32'].matrix - m).max():.2e}")
+
+    for k in [int(x) for x in args.projected_dims.split(",") if x]:
+        pr = similarity_matrix(model, corpus, ex_idx, method="projected", projection_dim=k, seed=0,
+                               max_batch=args.max_batch, batch_tokens=args.batch_tokens)
+        off = ~np.eye(len(ex_idx), dtype=bool)
+        err = np.abs(pr.matrix - m)[off]
+        print(f"[projected k={k}] {pr.seconds:.1f} s; |cos − exact|: mean {err.mean():.4f}, "
+              f"rms {np.sqrt((err ** 2).mean()):.4f}, max {err.max():.4f}")
+
+    if not args.skip_reference:
+        full = args.full_reference
+        ref_idx = indices if full else stratified(indices, docs_len, args.reference_tokens)
+        print(f"\n[reference] {'all' if full else len(ref_idx)} tokens"
+              + ("" if full else f" (quantiles of the S by document length; mean document {docs_len[np.isin(indices, ref_idx)].mean():.0f} tokens)"))
+        ref = similarity_matrix(model, corpus, ref_idx, method="reference", progress=progress)
+        ref_per_grad = ref.gradient_seconds / ref.gradient_computations
+        ref_count = original_gradient_computations(args.tokens)
+        if full:
+            ref_total = ref.seconds
+            print(f"  {ref.seconds:.1f} s, {ref.gradient_computations} gradient computations, "
+                  f"max |exact − reference| {np.abs(ref.matrix - m).max():.2e} "
+                  f"(reference |diag − 1| max {np.abs(np.diag(ref.matrix) - 1).max():.1e}: float32 norms)")
+        else:
+            rate = gemm_rate(device, min(args.tokens, ORIGINAL_BLOCK_LEN))
+            gram_s = original_gram_flops(args.tokens, p) / rate
+            ref_total = ref_count * ref_per_grad + gram_s
+            print(f"  measured {ref.gradient_computations} gradients in {ref.gradient_seconds:.1f} s; "
+                  f"reference |diag − 1| max {np.abs(np.diag(ref.matrix) - 1).max():.1e} (float32 norms)")
+            print(f"  extrapolated to S = {args.tokens}: {ref_count} gradient computations × {ref_per_grad:.2f} s "
+                  f"+ Gram {gram_s:.1f} s (float32 GEMM at {rate / 1e9:.0f} GFLOP/s) = {ref_total:.0f} s")
+        print("\n| | exact | reference (original) | ratio |\n|---|---|---|---|")
+        print(f"| seconds per gradient | {ex_per_grad:.3f} | {ref_per_grad:.3f} | {ref_per_grad / ex_per_grad:.1f}× |")
+        print(f"| gradient computations (S = {args.tokens}) | {ex_count} | {ref_count} | {ref_count / ex_count:.2f}× |")
+        est = lambda b: "" if b else " (extrapolated)"  # noqa: E731
+        print(f"| total seconds (S = {args.tokens}) | {ex_total:.1f}{est(len(ex_idx) == args.tokens)} | "
+              f"{ref_total:.1f}{est(full)} | {ref_total / ex_total:.1f}× |")
+
+    print("\ngradient computations per token at S = 10,000 (pythia-70m, {:,} parameters):".format(p))
+    for label, b in [("24 GiB (CPU)", 24 * GIB), ("80 GiB (GPU)", 80 * GIB), (f"this run's {budget / GIB:.1f} GiB", budget)]:
+        plan = plan_memory(10_000, p, b)
+        print(f"  {label}: resident {plan.resident_tokens} ({plan.resident_dtype}) × {plan.blocks} blocks → "
+              f"{plan.gradient_computations_per_token:.2f} per token (original: "
+              f"{original_gradient_computations(10_000) / 10_000:.1f})")
+
+
+if __name__ == "__main__":
+    main()
