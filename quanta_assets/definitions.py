@@ -1,8 +1,13 @@
 """The Dagster code location: every asset and check of ``quanta_assets.assets``, the resources,
-schedules and sensors. Load with ``dagster dev -w workspace.yaml``.
+the campaign schedules and the automation sensor. Load with ``dagster dev -w workspace.yaml``.
 
 Asset modules may declare ``RESOURCES = {key: resource}`` (settings they need); they are merged
-here, so adding a stage means adding one module.
+here, so adding a stage means adding one module. Then, centrally (``quanta_assets.lineage``):
+
+* each asset's code version becomes ``<written code_version>+s<hash of its settings resources>``,
+  so changing a setting marks exactly the affected assets' partitions (and their downstream) stale;
+* the GPU-heavy assets run in the Dagster pool ``gpu`` (limit in ``dagster.yaml``);
+* the analysis assets get the automation condition ``follow_upstream()``.
 """
 
 import importlib
@@ -13,6 +18,7 @@ import dagster as dg
 
 from quanta_assets import assets as assets_package
 from quanta_assets.io_manager import QuantaIOManagerFactory
+from quanta_assets.lineage import wire_assets
 from quanta_assets.resources import PileSource, QuantaCache
 
 
@@ -40,12 +46,17 @@ def _schedules_and_sensors() -> tuple[list, list]:
     return list(getattr(schedules, "SCHEDULES", [])), list(getattr(schedules, "SENSORS", []))
 
 
-_schedules, _sensors = _schedules_and_sensors()
+def build_definitions() -> dg.Definitions:
+    """Read the asset modules, resources (with the current environment) and schedules."""
+    resources = _resources()
+    schedules, sensors = _schedules_and_sensors()
+    return dg.Definitions(
+        assets=wire_assets(dg.load_assets_from_package_module(assets_package), resources),
+        asset_checks=dg.load_asset_checks_from_package_module(assets_package),
+        schedules=schedules,
+        sensors=sensors,
+        resources=resources,
+    )
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_package_module(assets_package),
-    asset_checks=dg.load_asset_checks_from_package_module(assets_package),
-    schedules=_schedules,
-    sensors=_sensors,
-    resources=_resources(),
-)
+
+defs = build_definitions()

@@ -3,73 +3,165 @@
 Runs against the persistent Dagster instance in ``$DAGSTER_HOME`` (so ``make ui`` shows every
 materialization, its metadata and lineage) and the cache in ``$QUANTA_CACHE_DIR``.
 
-Order: unpartitioned assets (corpus, filters, demo-suite training) → per-checkpoint assets that
-run for every demo step (checkpoints, losses) → per-checkpoint analysis assets for the last
-step (similarity, clusters, report) → per-model assets.
+What is materialized (walking the asset graph in topological order, so e.g. a report that reads
+the per-model training dynamics runs after them):
+
+* unpartitioned assets (corpus, filters, demo-suite training) once;
+* ``model_checkpoint`` and ``pile_losses`` for every demo step;
+* the other model × step assets (similarity, clusters, report) for the last demo step;
+* model-partitioned assets (training dynamics) for the demo model.
+
+Nothing up to date is recomputed: a partition runs only when Dagster reports it MISSING or STALE
+(new code version / settings, or an upstream with a new data version) or when something upstream
+of it runs in this same invocation. A second ``make demo`` prints "up to date" lines and runs
+nothing. Assets of the same partition that need to run are batched into one run.
 """
 
+from __future__ import annotations
+
 import os
+import sys
 import time
+from collections import defaultdict
+from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContext
 
-from quanta_assets.definitions import defs
-from quanta_assets.partitions import DEMO_MODEL, checkpoint_partitions, checkpoint_key, model_partitions
+from quanta_assets.campaigns import demo_steps
+from quanta_assets.partitions import DEMO_MODEL, checkpoint_key, checkpoint_partitions, model_partitions
 
 EVERY_STEP = {"model_checkpoint", "pile_losses"}  # the rest of the per-checkpoint graph: last step only
 
 
-def demo_steps() -> list[str]:
-    try:
-        from quanta_core.demo_suite import DEMO_STEPS
-    except ImportError:
-        return []
-    return list(DEMO_STEPS)
+class _Loading(LoadingContext):
+    """The minimal loading context Dagster's stale-status resolver needs outside the webserver."""
+
+    def __init__(self, instance: dg.DagsterInstance):
+        self._instance = instance
+        self._loaders = {}
+
+    @property
+    def instance(self) -> dg.DagsterInstance:
+        return self._instance
+
+    @property
+    def loaders(self) -> dict:
+        return self._loaders
 
 
-def _keys_by_partitioning() -> tuple[list, list, list, list]:
-    graph = defs.resolve_asset_graph()
-    unpartitioned, every_step, last_step, per_model = [], [], [], []
+@dataclass
+class Run:
+    """One run of the plan: asset keys (toposorted) of one partitioning, for one partition."""
+
+    partition: str | None
+    keys: list = field(default_factory=list)
+
+    def label(self) -> str:
+        return ", ".join(k.to_user_string() for k in self.keys) + (f"  [{self.partition}]" if self.partition else "")
+
+
+def demo_partitions(graph, key: dg.AssetKey, steps: list[str]) -> list[str | None]:
+    """Which partitions of ``key`` the demo materializes (``[None]`` for unpartitioned)."""
+    pdef = graph.get(key).partitions_def
+    if pdef is None:
+        return [None]
+    if pdef == checkpoint_partitions:
+        chosen = steps if key.to_user_string() in EVERY_STEP else steps[-1:]
+        return [str(checkpoint_key(DEMO_MODEL, s)) for s in chosen]
+    if pdef == model_partitions:
+        return [DEMO_MODEL]
+    raise ValueError(f"demo: {key.to_user_string()} has partitions {pdef} the demo does not know how to choose")
+
+
+def _ordered_keys(graph) -> list:
+    """Materializable keys in topological order; within a level, unpartitioned assets first."""
+    level: dict = {}
     for key in graph.toposorted_asset_keys:
+        level[key] = 1 + max((level[p] for p in graph.get(key).parent_keys if p in level), default=-1)
+    rank = lambda k: 0 if graph.get(k).partitions_def is None else 1  # noqa: E731
+    return sorted((k for k in level if graph.get(k).is_materializable), key=lambda k: (level[k], rank(k)))
+
+
+def plan_runs(instance, graph, steps: list[str]) -> tuple[list[Run], dict]:
+    """(runs to launch in order, {asset: [up-to-date partitions]}).
+
+    A unit (asset, partition) runs when Dagster reports it missing or stale, or when an upstream
+    unit it reads runs too. Units are packed into the earliest run of their partition that comes
+    after every run holding one of their upstream units.
+    """
+    resolver = CachingStaleStatusResolver(instance, graph, _Loading(instance))
+    runs: list[Run] = []
+    run_of: dict = {}  # (key, partition) → index of the run that holds it
+    up_to_date: dict = defaultdict(list)
+    for key in _ordered_keys(graph):
         node = graph.get(key)
-        if not node.is_materializable:
-            continue
-        pdef = node.partitions_def
-        if pdef is None:
-            unpartitioned.append(key)
-        elif pdef == checkpoint_partitions:
-            (every_step if key.to_user_string() in EVERY_STEP else last_step).append(key)
-        elif pdef == model_partitions:
-            per_model.append(key)
-    return unpartitioned, every_step, last_step, per_model
+        for partition in demo_partitions(graph, key, steps):
+            upstream = []  # indices of planned runs this unit reads from
+            for parent in node.parent_keys:
+                same = graph.get(parent).partitions_def == node.partitions_def and partition is not None
+                upstream += [i for (k, p), i in run_of.items() if k == parent and (not same or p == partition)]
+            if not upstream and resolver.get_status(key, partition) == StaleStatus.FRESH:
+                up_to_date[key.to_user_string()].append(partition)
+                continue
+            after = max(upstream, default=-1)
+            index = next((i for i, r in enumerate(runs) if i >= after and r.partition == partition
+                          and graph.get(r.keys[0]).partitions_def == node.partitions_def), None)
+            if index is None:
+                runs.append(Run(partition))
+                index = len(runs) - 1
+            runs[index].keys.append(key)
+            run_of[(key, partition)] = index
+    return runs, up_to_date
 
 
-def _materialize(instance, keys, partition_key=None) -> None:
-    if not keys:
-        return
-    label = ", ".join(k.to_user_string() for k in keys)
-    print(f"→ {label}" + (f"  [{partition_key}]" if partition_key else ""), flush=True)
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=set(keys))
-    result = job.execute_in_process(instance=instance, partition_key=partition_key)
-    if not result.success:
-        raise SystemExit(f"demo failed while materializing {label}")
+def _report_path(instance, graph, steps: list[str]) -> str | None:
+    key = dg.AssetKey("quanta_report")
+    if not graph.has(key) or not steps:
+        return None
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[str(checkpoint_key(DEMO_MODEL, steps[-1]))]), limit=1
+    ).records
+    if not records:
+        return None
+    path = records[0].asset_materialization.metadata.get("path")
+    return str(path.value) if path is not None else None
 
 
 def main() -> None:
     started = time.perf_counter()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not os.environ.get("DAGSTER_HOME"):
+        sys.exit("demo: set DAGSTER_HOME (make demo sets it to .dagster_home and copies dagster.yaml there)")
+    from quanta_assets.definitions import defs
+
     instance = dg.DagsterInstance.get()
-    unpartitioned, every_step, last_step, per_model = _keys_by_partitioning()
+    graph = defs.resolve_asset_graph()
+    job = defs.resolve_implicit_global_asset_job_def()
+
     steps = demo_steps()
-    _materialize(instance, unpartitioned)
-    for step in steps:
-        _materialize(instance, every_step, checkpoint_key(DEMO_MODEL, step))
-    if steps:
-        _materialize(instance, last_step, checkpoint_key(DEMO_MODEL, steps[-1]))
-    _materialize(instance, per_model, DEMO_MODEL)
-    print(f"\ndemo done in {time.perf_counter() - started:.0f} s")
+    runs, up_to_date = plan_runs(instance, graph, steps)
+    for name, partitions in up_to_date.items():
+        shown = ", ".join(p or "-" for p in partitions[:3]) + (" …" if len(partitions) > 3 else "")
+        print(f"✓ up to date: {name} ({len(partitions)} partition{'s' * (len(partitions) != 1)}: {shown})", flush=True)
+    if not runs:
+        print("✓ everything is up to date; nothing to run", flush=True)
+    for i, run in enumerate(runs, 1):
+        print(f"→ [{i}/{len(runs)}] {run.label()}", flush=True)
+        t0 = time.perf_counter()
+        result = job.get_subset(asset_selection=set(run.keys)).execute_in_process(
+            instance=instance, partition_key=run.partition, tags={"quanta/demo": "1"}
+        )
+        if not result.success:
+            sys.exit(f"demo failed while materializing {run.label()} (see `make ui` → Runs for the log)")
+        print(f"  done in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"\ndemo done in {time.perf_counter() - started:.0f} s ({len(runs)} runs)")
     print(f"cache: {os.environ.get('QUANTA_CACHE_DIR')}")
-    print("open the UI on these results: make ui   (then http://127.0.0.1:3000)")
+    report = _report_path(instance, graph, steps)
+    if report:
+        print(f"report: {report}\n  open it in a browser: file://{os.path.abspath(report)}")
+    print("open the Dagster UI on these results: make ui   (then http://127.0.0.1:3000)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,85 @@
+"""A throwaway code location for the orchestration tests: the real asset names and partitions,
+trivial bodies (no data), two settings resources, and one campaign schedule.
+
+Loaded by tests/test_orchestration.py (imported) and tests/test_postgres.py (as a code location).
+"""
+
+import warnings
+
+import dagster as dg
+
+from quanta_assets.campaigns import Campaign
+from quanta_assets.lineage import wire_assets
+from quanta_assets.partitions import checkpoint_partitions, model_partitions
+from quanta_assets.schedules import campaign_schedule
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+_BY_MODEL = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="model")
+
+
+class LossSettings(dg.ConfigurableResource):
+    num_documents: int = 10
+    device: str = "cpu"  # execution field: not part of the settings hash
+
+
+class ClusterSettings(dg.ConfigurableResource):
+    num_clusters: int | None = None
+
+
+@dg.asset(code_version="1", description="corpus")
+def pile_canonical():
+    return dg.MaterializeResult()
+
+
+@dg.asset(code_version="1", description="checkpoint", partitions_def=checkpoint_partitions)
+def model_checkpoint(context):
+    return dg.MaterializeResult(data_version=dg.DataVersion("commit-" + context.partition_key.keys_by_dimension["step"]))
+
+
+@dg.asset(code_version="1", description="losses", partitions_def=checkpoint_partitions, deps=[pile_canonical, model_checkpoint])
+def pile_losses(context, losses: LossSettings):
+    return dg.MaterializeResult(metadata={"num_documents": losses.num_documents})
+
+
+@dg.asset_check(asset=pile_losses, blocking=True, description="fails for num_documents = 0")
+def pile_losses_nonempty(losses: LossSettings):
+    return dg.AssetCheckResult(passed=losses.num_documents > 0)
+
+
+@dg.asset(code_version="1", description="similarity", partitions_def=checkpoint_partitions, deps=[pile_losses])
+def quanta_similarity():
+    return dg.MaterializeResult()
+
+
+@dg.asset(code_version="1", description="clusters", partitions_def=checkpoint_partitions, deps=[quanta_similarity])
+def quanta_clusters(cluster_settings: ClusterSettings):
+    return dg.MaterializeResult()
+
+
+@dg.asset(code_version="1", description="dynamics", partitions_def=model_partitions,
+          deps=[dg.AssetDep(quanta_clusters, partition_mapping=_BY_MODEL)])
+def quanta_training_dynamics():
+    return dg.MaterializeResult()
+
+
+ALL = [pile_canonical, model_checkpoint, pile_losses, quanta_similarity, quanta_clusters, quanta_training_dynamics]
+
+
+def make_defs(num_documents=10, num_clusters=None, device="cpu") -> dg.Definitions:
+    resources = {"losses": LossSettings(num_documents=num_documents, device=device),
+                 "cluster_settings": ClusterSettings(num_clusters=num_clusters)}
+    return dg.Definitions(assets=wire_assets(ALL, resources), asset_checks=[pile_losses_nonempty], resources=resources)
+
+
+
+TOY_CAMPAIGN = Campaign(name="toy", models=("pythia-70m",), steps=("step1000", "step2000", "step3000"), batch_size=4,
+                        cron="* * * * *")
+
+
+def make_location_defs() -> dg.Definitions:
+    base = make_defs()
+    return dg.Definitions(assets=base.assets, asset_checks=base.asset_checks, resources=base.resources,
+                          schedules=[campaign_schedule(TOY_CAMPAIGN)])
+
+
+defs = make_location_defs()
