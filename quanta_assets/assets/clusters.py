@@ -8,12 +8,12 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from quanta_core import clustering, report
+from quanta_core import clustering, dynamics, report
 from quanta_core.canonical import CanonicalCorpus, index_to_doc_pos
 from quanta_core.token_bytes import token_bytes_table
 from quanta_core.tokenizer import load_tokenizer
 from quanta_assets.partitions import DEMO_MODEL, checkpoint_partitions, model_and_step
-from quanta_assets.resources import PileSource
+from quanta_assets.resources import PileSource, QuantaCache
 
 PYTHIA_NUM_CLUSTERS = 400  # the paper: 400 clusters of 10,000 tokens
 DEMO_NUM_CLUSTERS = 30  # the demo suite clusters far fewer tokens
@@ -131,12 +131,20 @@ def quanta_clusters(
 @dg.asset(
     partitions_def=checkpoint_partitions,
     group_name="quanta",
-    code_version="1",
+    code_version="2",
+    deps=[
+        dg.AssetDep(
+            "quanta_training_dynamics",
+            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="model"),
+        )
+    ],
     description=(
         "The cluster report: one self-contained HTML file (no network access) to browse every cluster "
         "of quanta_clusters — dropdown and ←/→ keys, links #cluster-N, sort by size or mean loss, search "
         "by cluster number or predicted token; per cluster its size, loss, predicted tokens and samples "
-        "with 300 tokens of context before the highlighted target. "
+        "with 300 tokens of context before the highlighted target. When quanta_training_dynamics of "
+        "the model follows this step's clusters, each cluster also shows its loss over training "
+        "(sparkline) and learned-at step, sortable, plus the distribution of learned-at steps. "
         "File `<cache>/<model>/<step>/quanta_report.html`; open it in a browser."
     ),
 )
@@ -145,11 +153,18 @@ def quanta_report(
     quanta_clusters: dict,
     pile_canonical: dict,
     pile: PileSource,
+    cache: QuantaCache,
     report_settings: ReportSettings,
 ) -> str:
     model, step = model_and_step(context)
     started = time.perf_counter()
     tokens = quanta_clusters["tokens"]
+    extras, sections = dynamics.report_extras(cache.path / model / "quanta_training_dynamics", step)
+    if extras:
+        context.log.info(f"adding loss-over-training curves of {len(extras)} clusters")
+    else:
+        context.log.info(f"no quanta_training_dynamics of {model} follows the clusters of {step}: "
+                         "the report has no loss-over-training curves")
     html = report.render_report(
         tokens,
         CanonicalCorpus.from_arrays(pile_canonical),
@@ -162,6 +177,8 @@ def quanta_report(
             "step": step,
             "clusters asset": f"{model}/{step}/quanta_clusters",
         },
+        cluster_extras=extras or None,
+        extra_sections_html=sections or None,
     )
     size = len(html.encode("utf-8"))
     context.log.info(f"report: {size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s")
@@ -174,6 +191,7 @@ def quanta_report(
             "before": report_settings.before,
             "after": report_settings.after,
             "render_seconds": round(time.perf_counter() - started, 2),
+            "training_dynamics": bool(extras),
         }
     )
     return html
