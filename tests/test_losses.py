@@ -270,7 +270,8 @@ def test_blocking_check_stops_downstream(materialized):
 def test_settings_resolve_number_of_documents():
     from quanta_assets.assets.losses import LossSettings
 
-    assert LossSettings().documents_for("quanta-demo", 2000) == 2000
+    assert LossSettings().documents_for("quanta-demo", 2000) == 400  # DEMO_NUM_DOCUMENTS
+    assert LossSettings().documents_for("quanta-demo", 300) == 300
     assert LossSettings().documents_for("pythia-70m", 200_000) == 20_000
     assert LossSettings().documents_for("pythia-70m", 500) == 500
     assert LossSettings(num_documents=7).documents_for("pythia-70m", 500) == 7
