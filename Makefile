@@ -36,8 +36,12 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: install
+	$(PY) benchmarks/bench_corpus.py
 	$(PY) benchmarks/bench_losses.py
 	$(PY) benchmarks/bench_similarity.py
+	$(PY) benchmarks/bench_clustering.py
+	$(PY) benchmarks/bench_report.py
+	$(PY) benchmarks/bench_dynamics.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
