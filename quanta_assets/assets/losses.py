@@ -85,11 +85,11 @@ def _corpus(pile_canonical: dict) -> CanonicalCorpus:
     partitions_def=checkpoint_partitions,
     deps=["model_checkpoint"],
     group_name="losses",
-    code_version="1",
+    code_version="2",
     description=(
         "The checkpoint's cross-entropy loss, in nats, on every predictable token of the first N "
-        "documents of pile_canonical (N = 20,000 for Pythia as in the original; the whole mini-Pile "
-        "for the demo suite). File `<cache>/<model>/<step>/pile_losses.npy`: float32 [G], G = "
+        "documents of pile_canonical (N = 20,000 for Pythia as in the original; the first 400 "
+        "mini-Pile documents for the demo suite). File `<cache>/<model>/<step>/pile_losses.npy`: float32 [G], G = "
         "predictable tokens of those documents, aligned to the canonical index (entry g is the loss "
         "of predicting token pos of document doc from the tokens before it, see "
         "quanta_core.canonical). Since the canonical index is a prefix, induction_filters[:G] lines "
