@@ -3,6 +3,7 @@ and code version), the central wiring (pool, automation, settings in code versio
 and a settings change touches exactly the assets that use that setting."""
 
 import importlib
+import os
 import subprocess
 import sys
 import warnings
@@ -74,9 +75,10 @@ def test_settings_change_touches_only_the_assets_that_use_it(defs, monkeypatch):
         monkeypatch.undo()
 
 
-def test_dagster_definitions_validate():
+def test_dagster_definitions_validate(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "QUANTA_CACHE_DIR": str(tmp_path / "cache")}
     done = subprocess.run([str(REPO / ".venv/bin/dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
