@@ -8,12 +8,11 @@ DEMO_MODEL = "quanta-demo"
 """The embedded demo suite: a small GPT-NeoX trained by the project on the mini-Pile."""
 
 _SIZES = ["14m", "31m", "70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b"]
-_DEDUPED_SIZES = ["14m", "31m", "70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b"]
 _V0_SIZES = ["70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b"]
 
 PYTHIA_MODELS: list[str] = (
     [f"pythia-{s}" for s in _SIZES]
-    + [f"pythia-{s}-deduped" for s in _DEDUPED_SIZES]
+    + [f"pythia-{s}-deduped" for s in _SIZES]
     + [f"pythia-{s}-v0" for s in _V0_SIZES]
     + [f"pythia-{s}-deduped-v0" for s in _V0_SIZES]
 )

