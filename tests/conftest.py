@@ -17,7 +17,7 @@ def tokenizer():
 
 
 def make_tiny_gptneox(vocab_size: int = 512, hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0,
-                      max_positions: int = 1024):
+                      max_positions: int = 1024, parallel_residual: bool = True):
     """A tiny random GPT-NeoX (Pythia's architecture: rotary 25%, parallel residual), eval mode, fp32."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
@@ -25,7 +25,7 @@ def make_tiny_gptneox(vocab_size: int = 512, hidden: int = 32, layers: int = 2, 
     config = GPTNeoXConfig(
         vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
         intermediate_size=4 * hidden, max_position_embeddings=max_positions, rotary_pct=0.25,
-        use_parallel_residual=True, tie_word_embeddings=False,
+        use_parallel_residual=parallel_residual, tie_word_embeddings=False,
     )
     model = GPTNeoXForCausalLM(config).eval()
     # random layer-norm weights/biases, so tests would notice a parameter being left out

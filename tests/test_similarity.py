@@ -84,6 +84,29 @@ def test_exact_equals_float64_autograd(model, corpus, indices, exact):
     assert np.abs(exact.matrix - truth).max() < 5e-6
 
 
+def test_exact_sequential_residual_equals_float64_autograd(corpus, indices):
+    """GPT-NeoX without the parallel residual (the other branch the last-layer row pruning meets)."""
+    model = make_tiny_gptneox(max_positions=1024, parallel_residual=False, seed=1)
+    result = similarity_matrix(model, corpus, indices, max_batch=3)
+    truth = naive_cosines(model, corpus, indices, similarity_parameters(model))
+    assert np.abs(result.matrix - truth).max() < 5e-6
+
+
+def test_last_layer_runs_on_target_rows_only(model, corpus, indices):
+    """The last layer's MLP sees one row per sample; the first layer's the whole contexts."""
+    seen = {}
+    layers = model.gpt_neox.layers
+    hooks = [layers[k].mlp.register_forward_hook(lambda m, a, o, k=k: seen.setdefault(k, []).append(tuple(a[0].shape)))
+             for k in (0, -1)]
+    try:
+        similarity_matrix(model, corpus, indices[:3], max_batch=3)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert sum(shape[0] for shape in seen[-1]) == 3 and {shape[1] for shape in seen[-1]} == {1}
+    assert sum(shape[0] for shape in seen[0]) == 3 and max(shape[1] for shape in seen[0]) == 1023
+
+
 def test_memory_budget_streaming_gives_same_matrix(model, corpus, indices, exact):
     p = exact.num_parameters
     for dtype, tol in [("float32", 2e-6), ("float16", 2e-4)]:
