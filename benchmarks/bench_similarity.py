@@ -85,9 +85,10 @@ def original_gram_flops(s: int, p: int, block_len: int = ORIGINAL_BLOCK_LEN) -> 
 
 
 def stratified(indices: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
-    """``n`` of ``indices`` at evenly spaced quantiles of ``key`` (a representative subset), sorted."""
+    """``n`` of ``indices`` at the mid-quantiles ``(i + ½) / n`` of ``key`` (a representative subset), sorted."""
     order = np.argsort(key, kind="stable")
-    return np.sort(indices[order[np.linspace(0, len(indices) - 1, min(n, len(indices))).round().astype(int)]])
+    n = min(n, len(indices))
+    return np.sort(indices[order[((np.arange(n) + 0.5) / n * len(indices)).astype(int)]])
 
 
 def main() -> None:
@@ -95,7 +96,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--tokens", type=int, default=256, help="S, selected tokens")
     ap.add_argument("--skip-reference", action="store_true")
-    ap.add_argument("--reference-tokens", type=int, default=6, help="tokens the reference is timed on")
+    ap.add_argument("--reference-tokens", type=int, default=16, help="tokens the reference is timed on")
     ap.add_argument("--full-reference", action="store_true", help="run the reference on all S tokens")
     ap.add_argument("--memory-budget-gib", type=float, default=None, help="exact's budget (default: from free memory)")
     ap.add_argument("--resident-dtype", default="auto")
@@ -105,7 +106,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--compare-fp16", action="store_true", help="rerun exact with float32 and float16 resident copies")
     ap.add_argument("--exact-tokens", type=int, default=None,
-                    help="time exact on this many of the S tokens and extrapolate (default: all on CUDA, 48 on CPU)")
+                    help="time exact on this many of the S tokens and extrapolate (default: all)")
     ap.add_argument("--save", default=None, help="write the exact matrix to this .npy")
     args = ap.parse_args()
     if args.threads:
@@ -135,7 +136,7 @@ def main() -> None:
             print(f"  … {pr.gradients_done}/{pr.gradients_total} gradients, block {pr.block + 1}/{pr.blocks}, "
                   f"{pr.rate:.2f}/s, ETA {pr.eta_seconds:.0f} s", flush=True)
 
-    n_exact = args.exact_tokens or (args.tokens if device.type == "cuda" else min(args.tokens, 48))
+    n_exact = args.exact_tokens or args.tokens
     ex_idx = indices if n_exact >= args.tokens else stratified(indices, positions, n_exact)
     print(f"\n[exact] memory budget {budget / GIB:.1f} GiB, {len(ex_idx)} tokens"
           + ("" if len(ex_idx) == args.tokens else " (quantiles of the S by context length; extrapolated below)"))
