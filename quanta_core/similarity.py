@@ -380,8 +380,10 @@ class PerTokenGradients:
             if weight is not None:
                 torch.bmm(go.transpose(1, 2), x, out=weight)  # Σ_t go[n, t] ⊗ x[n, t]: [N, out, in]
         else:  # LayerNorm
-            xhat = F.layer_norm(x, module.normalized_shape, None, None, module.eps)
-            self._weight_view(module.weight).copy_((go * xhat).sum(1))
+            weight = self._weight_view(module.weight)
+            if weight is not None:
+                xhat = F.layer_norm(x, module.normalized_shape, None, None, module.eps)
+                torch.sum(go * xhat, 1, out=weight)
         bias = self._weight_view(module.bias)
         if bias is not None:
             torch.sum(go, 1, out=bias)
