@@ -348,8 +348,8 @@ class PerTokenGradients:
         if self._out is None:
             return None
         if not output.requires_grad:
-            # the first hooked modules (their input depends on no hooked parameter): their output
-            # becomes the leaf of the backward pass, which so never runs below them
+            # a first hooked module (its input depends on no hooked parameter): its output becomes
+            # a leaf, so the backward pass never runs below it
             output = output.detach().requires_grad_(True)
         self._inputs[id(module)] = args[0].detach()
         output.register_hook(lambda grad, m=module: self._grad_hook(m, grad))
@@ -409,7 +409,7 @@ class PerTokenGradients:
             if self._inputs:
                 raise RuntimeError(f"{len(self._inputs)} hooked modules got no gradient")
         finally:
-            self._out, self._inputs = None, {}
+            self._out, self._inputs, self._last = None, {}, None
             for h in handles:
                 h.remove()
             for p, flag in grad_flags:

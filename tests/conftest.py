@@ -18,7 +18,8 @@ def tokenizer():
 
 def make_tiny_gptneox(vocab_size: int = 512, hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0,
                       max_positions: int = 1024, parallel_residual: bool = True):
-    """A tiny random GPT-NeoX (Pythia's architecture: rotary 25%, parallel residual), eval mode, fp32."""
+    """A tiny random GPT-NeoX (Pythia's architecture: rotary 25%, parallel residual unless
+    ``parallel_residual=False``), eval mode, fp32."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     torch.manual_seed(seed)
