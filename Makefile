@@ -1,4 +1,5 @@
 # Two commands for a newcomer: `make demo` and `make test`. Both create the virtualenv and install.
+# For developers: `make test-fast` (no browser, PostgreSQL, cluster or slow tests), `make lint`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,7 @@ PIP_CONSTRAINTS ?= constraints/cpu-dev.txt
 export QUANTA_CACHE_DIR ?= $(CURDIR)/.quanta_cache
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: demo test install sysdeps ui bench clean
+.PHONY: demo test test-fast lint install sysdeps ui bench clean
 
 $(VENV)/.installed: pyproject.toml $(PIP_CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +17,7 @@ $(VENV)/.installed: pyproject.toml $(PIP_CONSTRAINTS)
 
 install: $(VENV)/.installed
 
-# Debian packages the browser and PostgreSQL tests need (chromium, postgresql).
+# Debian packages the end-to-end tests need (chromium, postgresql, …).
 sysdeps:
 	bash scripts/install-system-deps.sh
 
@@ -28,20 +29,23 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m quanta_assets.demo
 
-test: install sysdeps
+# Every test, end-to-end ones included (what CI runs).
+test: install sysdeps lint
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+# The quick loop while developing: core and asset tests, no browser / PostgreSQL / cluster / slow.
+test-fast: install
+	$(PY) -m pytest -ra -m "not browser and not postgres and not cluster and not slow" tests/core tests/assets $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
 
 # Open the Dagster UI on the same instance and cache as `make demo` (localhost:3000).
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: install
-	$(PY) benchmarks/bench_corpus.py
-	$(PY) benchmarks/bench_losses.py
-	$(PY) benchmarks/bench_similarity.py
-	$(PY) benchmarks/bench_clustering.py
-	$(PY) benchmarks/bench_report.py
-	$(PY) benchmarks/bench_dynamics.py
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

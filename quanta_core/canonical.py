@@ -99,6 +99,13 @@ class CanonicalCorpus:
     def from_arrays(cls, arrays: dict) -> "CanonicalCorpus":
         return cls(np.asarray(arrays["ids"]), np.asarray(arrays["offsets"]), arrays["documents"])
 
+    @classmethod
+    def load(cls, path) -> "CanonicalCorpus":
+        """The corpus stored at ``path`` (the ``pile_canonical`` directory; ids memory-mapped)."""
+        from .store import read_value
+
+        return cls.from_arrays(read_value(path))
+
 
 def build_canonical(
     documents: Iterable[PileDocument],

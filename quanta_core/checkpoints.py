@@ -29,11 +29,11 @@ from pathlib import Path
 
 import torch
 
-from .paths import default_cache_dir
+from .paths import default_cache_dir, hub_dir
+from .presets import DEMO_MODEL
 
 log = logging.getLogger(__name__)
 
-DEMO_MODEL = "quanta-demo"
 DEMO_REPO_ID = "quanta/quanta-demo"
 PYTHIA_OWNER = "EleutherAI"
 HUB_TIMEOUT_S = 10.0  # one metadata request to the hub; a dead network fails on the first try
@@ -118,7 +118,7 @@ def default_hub_cache() -> Path:
 
 def demo_hub_dir(quanta_cache_dir: str | os.PathLike | None = None) -> Path:
     """Where the demo suite's hub-layout repository lives: ``<QUANTA_CACHE_DIR>/hub``."""
-    return Path(quanta_cache_dir or default_cache_dir()) / "hub"
+    return hub_dir(quanta_cache_dir or default_cache_dir())
 
 
 def hub_cache_for(model_name: str, quanta_cache_dir=None, hub_cache_dir=None) -> Path:
@@ -135,11 +135,15 @@ def repo_folder(hub_cache_dir: str | os.PathLike, repo_id: str) -> Path:
 
 
 def cached_revisions(hub_cache_dir: str | os.PathLike, repo_id: str) -> list[str]:
-    """Revisions (refs) of ``repo_id`` present in the cache, sorted."""
-    refs = repo_folder(hub_cache_dir, repo_id) / "refs"
-    if not refs.is_dir():
+    """Revisions (refs) of ``repo_id`` present in the cache, sorted (``huggingface_hub.scan_cache_dir``)."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir(hub_cache_dir)
+    except CacheNotFound:
         return []
-    return sorted(p.relative_to(refs).as_posix() for p in refs.rglob("*") if p.is_file())
+    return sorted(ref for repo in info.repos if repo.repo_id == repo_id for rev in repo.revisions for ref in rev.refs)
 
 
 # -- resolution ---------------------------------------------------------------------------------

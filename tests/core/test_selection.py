@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from quanta_core.selection import PAPER_THRESHOLD_BITS, TooFewTokensError, select_tokens
+from quanta_core.presets import PAPER_THRESHOLD_BITS
+from quanta_core.selection import TooFewTokensError, select_tokens
 
 
 def naive_select(losses, flags, threshold_bits, skip, num_tokens):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from quanta_assets.assets.corpus import pile_canonical
-from quanta_assets.io_manager import QuantaIOManagerFactory
-from quanta_assets.resources import PileSource, QuantaCache
+from helpers import cache_resources
+from quanta_assets.resources import PileSource
 from quanta_core import minipile
 from quanta_core.corpus import read_pile, write_pile
 
@@ -14,8 +14,7 @@ from quanta_core.corpus import read_pile, write_pile
 def _run(cache_dir, pile=None):
     return dg.materialize(
         [pile_canonical],
-        resources={"io_manager": QuantaIOManagerFactory(base_dir=str(cache_dir)), "pile": pile or PileSource(),
-                   "cache": QuantaCache(root=str(cache_dir))},
+        resources={**cache_resources(cache_dir), "pile": pile or PileSource()},
     )
 
 

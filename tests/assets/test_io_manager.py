@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quanta_assets.io_manager import QuantaIOManagerFactory
+from helpers import cache_resources
 from quanta_assets.partitions import checkpoint_key, checkpoint_partitions
 
 PARTITION = checkpoint_key("pythia-70m", "step1000")
@@ -35,7 +35,7 @@ def page_like(table_like: np.ndarray) -> str:
 def _materialize(assets, cache, partition_key=None, selection=None):
     return dg.materialize(
         assets, partition_key=partition_key, selection=selection,
-        resources={"io_manager": QuantaIOManagerFactory(base_dir=str(cache))},
+        resources=cache_resources(cache),
     )
 
 

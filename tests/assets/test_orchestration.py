@@ -11,15 +11,38 @@ import pytest
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.test_utils import create_run_for_test
 
-from quanta_assets.campaigns import Campaign, campaign_from_dict, load_campaigns
-from quanta_assets.demo import _Loading, plan_runs
-from quanta_assets.lineage import GPU_POOL, base_code_version, settings_digest
-from quanta_assets.partitions import PYTHIA_STEPS, checkpoint_key, model_partitions
-from quanta_assets.schedules import CAMPAIGN_TAG, POOL_TAG, campaign_progress, campaign_schedule
+from dagster._core.loader import LoadingContext
 
+from quanta_assets.campaigns import Campaign, campaign_from_dict, load_campaigns
+from quanta_assets.code_versions import base_code_version, settings_digest
+from quanta_assets.demo import plan_runs
+from quanta_assets.partitions import checkpoint_key, model_partitions
+from quanta_assets.placement import GPU_POOL
+from quanta_assets.schedules import CAMPAIGN_TAG, POOL_TAG, campaign_progress, campaign_schedule
+from quanta_assets.settings import SettingsResource
+from quanta_assets.staleness import stale_reason
+from quanta_core.steps import PYTHIA_STEPS
+
+from helpers import REPO
 from toy_location import make_defs  # the throwaway graph
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+
+class _Loading(LoadingContext):
+    """The minimal loading context Dagster's own stale-status resolver (the oracle here) needs."""
+
+    def __init__(self, instance: dg.DagsterInstance):
+        self._instance = instance
+        self._loaders = {}
+
+    @property
+    def instance(self) -> dg.DagsterInstance:
+        return self._instance
+
+    @property
+    def loaders(self) -> dict:
+        return self._loaders
 
 
 def materialize(defs, selection, partition=None, instance=None, tags=None, expect_success=True):
@@ -166,8 +189,8 @@ def _set_status(instance, run, status):
     instance.add_run(run.with_status(status))
 
 
-# --- central wiring: pools, automation, code versions ---------------------------------------------
-def test_gpu_pool_and_automation_are_applied_centrally():
+# --- pools, automation, code versions --------------------------------------------------------------
+def test_gpu_pool_and_automation_are_on_the_assets():
     defs = make_defs()
     graph = defs.resolve_asset_graph()
     pools = {k.to_user_string(): defs.resolve_assets_def(k).op.pool for k in graph.get_all_asset_keys()}
@@ -193,7 +216,7 @@ def test_code_version_carries_a_hash_of_the_settings():
 
 
 def test_env_var_settings_enter_the_hash(monkeypatch):
-    class WithEnv(dg.ConfigurableResource):
+    class WithEnv(SettingsResource):
         threshold: str = dg.EnvVar("QUANTA_TEST_THRESHOLD")
 
     monkeypatch.setenv("QUANTA_TEST_THRESHOLD", "0.1")
@@ -211,12 +234,16 @@ def test_changing_a_setting_marks_exactly_the_affected_partitions_stale(instance
     materialize(defs, ["quanta_training_dynamics"], "pythia-70m", instance)
 
     def statuses(d):
-        resolver = CachingStaleStatusResolver(instance, d.resolve_asset_graph(), _Loading(instance))
+        """Dagster's own stale status of every partition, checked against quanta_assets.staleness."""
+        graph = d.resolve_asset_graph()
+        resolver = CachingStaleStatusResolver(instance, graph, _Loading(instance))
         out = {}
-        for node in d.resolve_asset_graph().asset_nodes:
+        for node in graph.asset_nodes:
             for p in ([None] if node.partitions_def is None else
                       ["pythia-70m"] if node.partitions_def == model_partitions else parts):
-                out[(node.key.to_user_string(), p)] = resolver.get_status(node.key, p)
+                out[(node.key.to_user_string(), p)] = status = resolver.get_status(node.key, p)
+                ours = stale_reason(instance, graph, node.key, p)
+                assert (ours is None) == (status == StaleStatus.FRESH), (node.key, p, ours, status)
         return out
 
     before = statuses(defs)
@@ -270,7 +297,7 @@ def test_automation_follows_new_data_only(instance):
 def test_dagster_yaml_limits_the_gpu_pool_to_one_run(tmp_path):
     from dagster._core.instance.config import PoolGranularity
 
-    shutil.copy("dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
     instance = dg.DagsterInstance.from_config(str(tmp_path))
     config = instance.get_concurrency_config()
     assert config.pool_config.default_pool_limit == 1

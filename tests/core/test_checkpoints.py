@@ -20,43 +20,9 @@ from quanta_core.checkpoints import (
     resolve_checkpoint,
 )
 from quanta_core.tokenizer import offline_tokenizer_path
-from conftest import make_tiny_gptneox
+from helpers import make_tiny_gptneox, write_hub_revision
 
 REPO = "EleutherAI/pythia-70m"
-
-
-def write_hub_revision(hub, repo_id, revision, model) -> str:
-    """Put ``model`` (+ the offline tokenizer) into ``hub`` exactly as huggingface_hub lays out a
-    download: ``blobs/<sha256>``, ``snapshots/<commit>/<file>`` symlinks, ``refs/<revision>``."""
-    staging = hub.parent / f"staging-{revision}-{time.perf_counter_ns()}"
-    model.save_pretrained(staging, safe_serialization=True)
-    shutil.copy(offline_tokenizer_path(), staging / "tokenizer.json")
-    files = {p.name: p.read_bytes() for p in staging.iterdir() if p.is_file()}
-    shutil.rmtree(staging)
-    commit = hashlib.sha1(repo_id.encode() + revision.encode() + files["config.json"] + files["model.safetensors"][:4096]
-                          + hashlib.sha256(files["model.safetensors"]).digest()).hexdigest()
-    repo = hub / ("models--" + repo_id.replace("/", "--"))
-    (repo / "blobs").mkdir(parents=True, exist_ok=True)
-    (repo / "snapshots" / commit).mkdir(parents=True)
-    (repo / "refs").mkdir(exist_ok=True)
-    for name, data in files.items():
-        blob = hashlib.sha256(data).hexdigest()
-        (repo / "blobs" / blob).write_bytes(data)
-        (repo / "snapshots" / commit / name).symlink_to(f"../../blobs/{blob}")
-    (repo / "refs" / revision).write_text(commit)
-    return commit
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """An HF hub cache (HF_HUB_CACHE, offline) holding pythia-70m at step143000 and step142000."""
-    hub = tmp_path / "hf" / "hub"
-    hub.mkdir(parents=True)
-    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    models = {"step143000": make_tiny_gptneox(seed=1), "step142000": make_tiny_gptneox(seed=2)}
-    commits = {step: write_hub_revision(hub, REPO, step, m) for step, m in models.items()}
-    return hub, models, commits
 
 
 def _logits(model, ids):
@@ -248,84 +214,8 @@ def test_demo_suite_checkpoints_load_through_the_same_path(small_corpus, cache_d
         load_checkpoint("quanta-demo", "step8")
 
 
-# -- the Dagster assets ---------------------------------------------------------------------------
-
-
-def _resources(cache_dir, **loader):
-    from quanta_assets.io_manager import QuantaIOManagerFactory
-    from quanta_assets.model_loader import ModelLoader
-    from quanta_assets.resources import PileSource, QuantaCache
-
-    return {"io_manager": QuantaIOManagerFactory(base_dir=str(cache_dir)), "pile": PileSource(minipile_documents=24),
-            "cache": QuantaCache(root=str(cache_dir)), "models": ModelLoader(**loader)}
-
-
-def _materialization(result, key):
-    return next(e.materialization for e in result.get_asset_materialization_events()
-                if e.materialization.asset_key.to_user_string() == key)
-
-
-def test_model_checkpoint_asset_records_the_commit_as_data_version(hub, cache_dir):
-    import dagster as dg
-
-    from quanta_assets.assets.checkpoints import model_checkpoint, quanta_demo_suite
-    from quanta_assets.assets.corpus import pile_canonical
-    from quanta_assets.partitions import checkpoint_key
-
-    _, _, commits = hub
-    result = dg.materialize([pile_canonical, quanta_demo_suite, model_checkpoint], selection=[model_checkpoint],
-                            partition_key=checkpoint_key("pythia-70m", "step142000"), resources=_resources(cache_dir))
-    event = _materialization(result, "model_checkpoint")
-    assert event.tags["dagster/data_version"] == commits["step142000"]
-    assert event.metadata["commit"].value == commits["step142000"]
-    assert event.metadata["parameters"].value == sum(p.numel() for p in make_tiny_gptneox().parameters())
-    stored = json.loads((cache_dir / "pythia-70m" / "step142000" / "model_checkpoint" / "checkpoint.json").read_text())
-    assert stored["commit"] == commits["step142000"] and stored["repo_id"] == REPO
-    assert stored["revision"] == "step142000" and stored["snapshot_dir"].endswith(commits["step142000"])
-
-    with pytest.raises(CheckpointNotFound, match="step1000"):
-        dg.materialize([pile_canonical, quanta_demo_suite, model_checkpoint], selection=[model_checkpoint],
-                       partition_key=checkpoint_key("pythia-70m", "step1000"), resources=_resources(cache_dir))
-
-
-def test_demo_suite_asset_trains_once_and_feeds_model_checkpoint(cache_dir, monkeypatch):
-    import dagster as dg
-
-    from quanta_assets.assets.checkpoints import model_checkpoint, quanta_demo_suite
-    from quanta_assets.assets.corpus import pile_canonical
-    from quanta_assets.model_loader import ModelLoader
-    from quanta_assets.partitions import DEMO_MODEL, checkpoint_key
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    tiny = {"ops": {"quanta_demo_suite": {"config": {"hidden_size": 16, "num_layers": 1, "num_heads": 2,
-                                                      "steps": ["step0", "step1", "step2"], "batch_tokens": 512}}}}
-    assets = [pile_canonical, quanta_demo_suite, model_checkpoint]
-    first = dg.materialize(assets, selection=[pile_canonical, quanta_demo_suite], resources=_resources(cache_dir),
-                           run_config=tiny)
-    meta = _materialization(first, "quanta_demo_suite").metadata
-    assert meta["reused_existing"].value is False and meta["steps"].value == ["step0", "step1", "step2"]
-    summary = json.loads((cache_dir / "corpus" / "quanta_demo_suite" / "summary.json").read_text())
-    assert meta["final_mean_loss_nats"].value == round(summary["final_mean_loss"], 4)
-
-    again = dg.materialize(assets, selection=[quanta_demo_suite], resources=_resources(cache_dir), run_config=tiny)
-    assert _materialization(again, "quanta_demo_suite").metadata["reused_existing"].value is True
-
-    result = dg.materialize(assets, selection=[model_checkpoint], partition_key=checkpoint_key(DEMO_MODEL, "step2"),
-                            resources=_resources(cache_dir))
-    assert _materialization(result, "model_checkpoint").tags["dagster/data_version"] == summary["commits"]["step2"]
-
-    logs = []
-
-    class Log:
-        info = logs.append
-
-    loaded = ModelLoader(device="cpu").load(DEMO_MODEL, "step2", cache_dir, log=Log)
-    assert loaded.commit == summary["commits"]["step2"] and not loaded.model.training
-    assert any("commit " + loaded.commit in line and "cpu" in line for line in logs)
-
-
 def test_demo_steps_are_pythia_step_names():
-    from quanta_assets.partitions import PYTHIA_STEPS
+    from quanta_core.steps import PYTHIA_STEPS
     from quanta_core.demo_suite import DEMO_STEPS, DemoSuiteConfig
 
     assert DEMO_STEPS[0] == "step0" and set(DEMO_STEPS) <= set(PYTHIA_STEPS)

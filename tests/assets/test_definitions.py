@@ -12,10 +12,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from quanta_assets.lineage import FOLLOWERS, GPU_ASSETS, GPU_POOL, SETTINGS_SEPARATOR, missing_lineage
+from quanta_assets.code_versions import SETTINGS_SEPARATOR, missing_lineage
+from quanta_assets.placement import GPU_POOL
+from quanta_assets.settings import SettingsResource
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
+GPU_ASSETS = {"quanta_demo_suite", "pile_losses", "quanta_similarity"}
+FOLLOWERS = {"induction_filters", "quanta_similarity", "quanta_clusters", "quanta_report", "quanta_training_dynamics"}
 EXPECTED = {"pile_canonical", "induction_filters", "model_checkpoint", "pile_losses", "quanta_similarity",
             "quanta_clusters", "quanta_report"}  # DESIGN.md's contract keys (+ the checkpoint asset)
 
@@ -36,7 +40,7 @@ def test_every_asset_has_description_and_code_version(defs):
     assert missing_lineage(defs) == []
 
 
-def test_central_wiring_is_applied(defs):
+def test_pools_and_automation_are_on_the_assets(defs):
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         name, node = key.to_user_string(), graph.get(key)
@@ -50,20 +54,18 @@ def test_central_wiring_is_applied(defs):
 def test_settings_change_touches_only_the_assets_that_use_it(defs, monkeypatch):
     """Change one settings resource at a time (its settings dict gets an extra entry, as if a field
     changed): exactly the assets that require that resource get a new code version."""
-    from quanta_assets import definitions, lineage
+    from quanta_assets import definitions
 
     graph = defs.resolve_asset_graph()
     before = {k: graph.get(k).code_version for k in graph.get_all_asset_keys()}
-    resources = definitions._resources()
-    settings_keys = sorted(k for k in resources if k not in lineage.NOT_SETTINGS_RESOURCES)
-    assert {"pile"} <= set(settings_keys)
-    original = lineage.resource_settings
+    resources = definitions.default_resources()
+    settings_keys = sorted(k for k, r in resources.items() if isinstance(r, SettingsResource))
+    assert {"pile", "models", "loss_settings", "similarity_settings"} <= set(settings_keys)
     for res_key in settings_keys:
-        target = resources[res_key]
-        monkeypatch.setattr(definitions, "_resources", lambda: resources)
-        monkeypatch.setattr(lineage, "resource_settings",
-                            lambda r, t=target: {**original(r), "changed": True} if r is t else original(r))
-        after_graph = definitions.build_definitions().resolve_asset_graph()
+        target = type(resources[res_key])
+        original = target.fingerprint
+        monkeypatch.setattr(target, "fingerprint", lambda self, o=original: {**o(self), "changed": True})
+        after_graph = definitions.build_definitions(resources).resolve_asset_graph()
         after = {k: after_graph.get(k).code_version for k in after_graph.get_all_asset_keys()}
         users = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable
                  and res_key in defs.resolve_assets_def(k).required_resource_keys}
@@ -77,7 +79,7 @@ def test_settings_change_touches_only_the_assets_that_use_it(defs, monkeypatch):
 
 def test_dagster_definitions_validate(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "QUANTA_CACHE_DIR": str(tmp_path / "cache")}
-    done = subprocess.run([str(REPO / ".venv/bin/dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+    done = subprocess.run([str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w", "workspace.yaml"],
                           cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 

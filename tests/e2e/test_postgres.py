@@ -21,7 +21,7 @@ import psycopg2
 import pytest
 
 PASSWORD = "quanta-test-pw"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _pg_bin() -> Path:

@@ -1,0 +1,148 @@
+"""Stage settings: Dagster resources whose fields decide what an asset computes.
+
+Every field left at ``None`` takes the default of the model's family (:mod:`quanta_core.presets`).
+The fields of a :class:`SettingsResource` enter the code version of the assets that use it
+(:mod:`quanta_assets.code_versions`), so changing one marks exactly those partitions stale —
+except the fields named in ``execution_fields``, which choose where or how fast, not what.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Optional
+
+import dagster as dg
+
+from quanta_core import clustering, report
+from quanta_core.presets import Preset, preset_for
+from quanta_core.selection import FILTERS
+from quanta_core.similarity import DEFAULT_PROJECTION_DIM, METHODS
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able form of a field value (``dg.EnvVar`` read from the environment)."""
+    if isinstance(value, dg.EnvVar):
+        return value.get_value()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+class SettingsResource(dg.ConfigurableResource):
+    """A resource whose fields shape results. ``execution_fields``: fields left out of the
+    fingerprint (device, batch sizes, memory budgets: where and how fast, not what)."""
+
+    execution_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def fingerprint(self) -> dict:
+        """The fields that decide what is computed, JSON-able, plus the class name."""
+        names = [n for n in type(self).model_fields if n not in self.execution_fields]
+        return {"type": type(self).__name__, **{n: _plain(getattr(self, n)) for n in names}}
+
+
+class LossSettings(SettingsResource):
+    """Settings of ``pile_losses`` (the original's ``evaluate_pile_losses.py``).
+
+    ``num_documents``: losses for the first N documents of ``pile_canonical`` (``None``: the
+    family's ``loss_documents``, capped at the corpus). ``batch_tokens``: padded tokens per
+    forward pass; ``logits_chunk``: positions per unembedding + cross-entropy chunk (``None``:
+    by device, see ``quanta_core.losses.default_batching``). ``step0_tolerance_nats``: the
+    step-0 check warns further than this from ln(vocab).
+    """
+
+    execution_fields: ClassVar[frozenset[str]] = frozenset({"batch_tokens", "logits_chunk"})
+    num_documents: Optional[int] = None
+    batch_tokens: Optional[int] = None
+    logits_chunk: Optional[int] = None
+    step0_tolerance_nats: float = 1.0
+
+    def documents_for(self, model: str, corpus_documents: int) -> int:
+        """Documents to evaluate for ``model`` on a corpus of ``corpus_documents`` documents."""
+        if self.num_documents is None:
+            return min(preset_for(model).loss_documents, corpus_documents)
+        if not 0 <= self.num_documents <= corpus_documents:
+            raise ValueError(f"loss_settings.num_documents = {self.num_documents}, but pile_canonical has "
+                             f"{corpus_documents} documents")
+        return int(self.num_documents)
+
+
+class SimilaritySettings(SettingsResource):
+    """Settings of ``quanta_similarity`` (the original's ``similarity_matrix_v1.py``).
+
+    Selection (``None``: the family's preset — the original README's run for Pythia):
+    ``threshold_bits`` (strict, in bits), ``filter`` (``none`` | ``present_trigram`` |
+    ``present_bigram``), ``skip`` (every skip-th qualifying token), ``num_tokens``.
+    ``method``: ``exact`` | ``projected`` (CountSketch to ``projection_dim``, ``seed``) |
+    ``reference`` (the original's algorithm). ``memory_budget_gib``: gradient storage for
+    ``exact`` (default 85 % of free GPU memory / 50 % of available RAM). ``resident_dtype``:
+    ``auto`` | ``float32`` | ``float16``. ``exclude_final_layer_norm``: False = the original's
+    parameter set; True = the paper's text.
+    """
+
+    execution_fields: ClassVar[frozenset[str]] = frozenset({"memory_budget_gib"})
+    threshold_bits: Optional[float] = None
+    filter: Optional[str] = None
+    skip: Optional[int] = None
+    num_tokens: Optional[int] = None
+    method: str = "exact"
+    memory_budget_gib: Optional[float] = None
+    resident_dtype: str = "auto"
+    exclude_final_layer_norm: bool = False
+    projection_dim: int = DEFAULT_PROJECTION_DIM
+    seed: int = 0
+
+    def selection_for(self, model: str) -> dict:
+        """``threshold_bits``, ``filter``, ``skip``, ``num_tokens`` for ``model`` (validated)."""
+        preset: Preset = preset_for(model)
+        chosen = {name: getattr(self, name) if getattr(self, name) is not None else getattr(preset, name)
+                  for name in ("threshold_bits", "filter", "skip", "num_tokens")}
+        if chosen["filter"] not in FILTERS:
+            raise ValueError(f"similarity_settings.filter must be one of {FILTERS}, got {chosen['filter']!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"similarity_settings.method must be one of {METHODS}, got {self.method!r}")
+        return chosen
+
+
+class ClusterSettings(SettingsResource):
+    """Settings of ``quanta_clusters`` (the original's ``clusters_from_similarity_matrix_v1.py``):
+    ``num_clusters`` k (``None``: the family's preset, 400 for Pythia as the paper);
+    ``n_init`` k-means restarts; ``random_state`` of the embedding and k-means."""
+
+    num_clusters: Optional[int] = None
+    n_init: int = clustering.N_INIT
+    random_state: int = clustering.RANDOM_STATE
+
+    def clusters_for(self, model: str) -> int:
+        return int(self.num_clusters) if self.num_clusters is not None else preset_for(model).num_clusters
+
+
+class ReportSettings(SettingsResource):
+    """Settings of ``quanta_report`` (the original's ``html_from_clusters.py``): tokens of context
+    shown ``before`` and ``after`` each sample's target token."""
+
+    before: int = report.BEFORE
+    after: int = report.AFTER
+
+
+class TrainingDynamicsSettings(SettingsResource):
+    """Settings of ``quanta_training_dynamics``.
+
+    ``threshold_nats``: a cluster is learned at the first step from which its ``statistic``
+    (``mean`` | ``median`` | ``q25`` | ``q75``) stays strictly below this at every later step
+    (``None``: the family's ``learned_threshold_nats``). ``reference_step``: whose clusters are
+    followed (``None``: the latest step with ``quanta_clusters``). ``top_tokens``: most common
+    target tokens shown per cluster on the page.
+    """
+
+    threshold_nats: Optional[float] = None
+    reference_step: Optional[str] = None
+    statistic: str = "mean"
+    top_tokens: int = 5
+
+    def threshold_for(self, model: str) -> float:
+        if self.threshold_nats is not None:
+            return float(self.threshold_nats)
+        return preset_for(model).learned_threshold_nats

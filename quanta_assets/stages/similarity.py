@@ -1,0 +1,87 @@
+"""Stage ``quanta_similarity``: select the low-loss tokens and compute their QDG gradient cosine
+matrix; writes the directory ``<cache>/<model>/<step>/quanta_similarity/`` (``indices.npy``
+int64 ``[S]``, ``matrix.npy`` float32 ``[S, S]``).
+
+``params``: ``cache_dir``, ``model``, ``step``, ``corpus``, ``losses``, ``filters`` (stored
+paths of ``pile_canonical``, ``pile_losses``, ``induction_filters``), ``output``, ``selection``
+(``threshold_bits``, ``filter``, ``skip``, ``num_tokens``), ``method``, ``memory_budget_gib``,
+``resident_dtype``, ``exclude_final_layer_norm``, ``projection_dim``, ``seed``, ``loader``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quanta_assets.stages import md, path
+from quanta_assets.stages.loading import load_model
+from quanta_core import store
+from quanta_core.canonical import CanonicalCorpus
+from quanta_core.progress import RateLog
+from quanta_core.selection import select_tokens
+from quanta_core.similarity import similarity_matrix
+
+
+def select(params: dict) -> tuple[np.ndarray, int]:
+    """(selected canonical indices int64 [S], number of candidate tokens)."""
+    chosen = params["selection"]
+    losses = np.asarray(store.read_value(params["losses"]))
+    flags = None
+    if chosen["filter"] != "none":
+        flags = np.asarray(store.read_value(params["filters"])[chosen["filter"]])
+    indices = select_tokens(losses, flags, threshold_bits=chosen["threshold_bits"], skip=chosen["skip"],
+                            num_tokens=chosen["num_tokens"], filter_name=chosen["filter"])
+    return indices, len(losses)
+
+
+def _settings_metadata(params: dict) -> dict:
+    projected = params["method"] == "projected"
+    return {
+        **{f"setting_{k}": v for k, v in params["selection"].items()},
+        "setting_method": params["method"],
+        "setting_memory_budget_gib": params.get("memory_budget_gib"),
+        "setting_resident_dtype": params["resident_dtype"],
+        "setting_exclude_final_layer_norm": params["exclude_final_layer_norm"],
+        "setting_projection_dim": params["projection_dim"] if projected else None,
+        "setting_seed": params["seed"] if projected else None,
+    }
+
+
+def run(params: dict, log) -> dict:
+    indices, candidates = select(params)
+    corpus = CanonicalCorpus.load(params["corpus"])
+    loaded = load_model(params, log)
+    chosen = params["selection"]
+    log(f"{params['model']} {params['step']}: {len(indices):,} tokens selected of {candidates:,} (threshold "
+        f"{chosen['threshold_bits']:g} bits, filter {chosen['filter']}, skip {chosen['skip']}); method "
+        f"{params['method']} on {loaded.device} ({loaded.dtype})")
+    rate = RateLog(log, None, "gradient computations")
+
+    def progress(p) -> None:
+        rate.total = p.gradients_total
+        rate(p.gradients_done, f"block {p.block + 1}/{p.blocks}, {p.tokens_total:,} tokens")
+
+    budget = params.get("memory_budget_gib")
+    result = similarity_matrix(
+        loaded.model, corpus, indices, method=params["method"],
+        memory_budget_bytes=None if budget is None else int(budget * (1 << 30)),
+        exclude_final_layer_norm=params["exclude_final_layer_norm"], resident_dtype=params["resident_dtype"],
+        projection_dim=params["projection_dim"], seed=params["seed"], progress=progress,
+    )
+    commit = loaded.checkpoint.commit
+    loaded.release()
+    matrix = result.matrix.astype(np.float32)
+    written = store.write_value(params["output"], {"indices": indices.astype(np.int64), "matrix": matrix})
+    s = len(indices)
+    return {
+        "path": path(written),
+        "model": params["model"],
+        "step": params["step"],
+        "checkpoint_commit": commit,
+        **_settings_metadata(params),
+        "tokens": s,
+        "candidate_tokens": candidates,
+        **{k: v for k, v in result.metadata().items() if k not in ("method", "tokens")},
+        "mean_offdiagonal_cosine": float((matrix.sum() - np.trace(matrix)) / max(s * (s - 1), 1)),
+        "parameters": md(f"{result.num_parameters:,} elements in {len(result.parameter_names)} tensors: "
+                         + ", ".join(f"`{n}`" for n in result.parameter_names)),
+    }
