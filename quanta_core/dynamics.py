@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -101,7 +101,7 @@ def _gather(table_ref, step: str, indices: np.ndarray, order: np.ndarray) -> tup
 def cluster_loss_curves(
     indices: np.ndarray,
     labels: np.ndarray,
-    loss_tables: Mapping[str, "str | os.PathLike | np.ndarray"],
+    loss_tables: Mapping[str, str | os.PathLike | np.ndarray],
     progress: Callable[[int, int, str], None] | None = None,
 ) -> pd.DataFrame:
     """Per-cluster loss statistics at every step.
@@ -277,17 +277,20 @@ def render_dynamics_page(*args, **kwargs) -> str:
     return render(*args, **kwargs)
 
 
-def report_extras(directory: str | os.PathLike, step: str) -> tuple[dict[int, dict], list[str]]:
-    """Transitional: reads ``<cache>/<model>/quanta_training_dynamics/`` itself (the old
-    report → dynamics loop). Use :func:`quanta_core.dynamics_page.report_extras` with
-    :meth:`TrainingDynamics.from_stored` of the value the IO manager loads."""
+def report_extras(dynamics, step: str) -> tuple[dict[int, dict], list[str]]:
+    """Moved: :func:`quanta_core.dynamics_page.report_extras` (``TrainingDynamics | None``; forwarded).
+
+    Transitional only: a directory (``<cache>/<model>/quanta_training_dynamics/``) is still read
+    here as before (the old report → dynamics loop, with a ``DeprecationWarning``)."""
     import json
 
     from .dynamics_page import report_extras as extras
 
-    warnings.warn("quanta_core.dynamics.report_extras(directory, step) is transitional: pass the loaded "
-                  "dynamics to quanta_core.dynamics_page.report_extras", DeprecationWarning, stacklevel=2)
-    files = {n: os.path.join(os.fspath(directory), n) for n in ("curves.parquet", "learned_at.parquet", "summary.json")}
+    warnings.warn("quanta_core.dynamics.report_extras moved to quanta_core.dynamics_page.report_extras "
+                  "(pass the loaded TrainingDynamics)", DeprecationWarning, stacklevel=2)
+    if dynamics is None or isinstance(dynamics, TrainingDynamics):
+        return extras(dynamics, step)
+    files = {n: os.path.join(os.fspath(dynamics), n) for n in ("curves.parquet", "learned_at.parquet", "summary.json")}
     if not all(os.path.isfile(f) for f in files.values()):
         return extras(None, step)
     with open(files["summary.json"], encoding="utf-8") as f:

@@ -10,7 +10,7 @@ only); token text reaches the page through the template's autoescape.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -242,7 +242,7 @@ def render_report(
         num_samples=data["numSamples"],
         before=before,
         after=after,
-        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         sparklines=sparklines,
         extra_sections=[trusted_html(fragment) for fragment in sections if fragment],
     )

@@ -32,6 +32,25 @@ def _write_upstream(cache, model="quanta-demo"):
         clusters / "tokens.parquet")
 
 
+def _upstream_specs():
+    """quanta_clusters and pile_losses as model × step assets stored outside the run (written above)."""
+    import dagster as dg
+
+    from quanta_assets.partitions import checkpoint_partitions
+
+    return [dg.AssetSpec(k, partitions_def=checkpoint_partitions) for k in ("quanta_clusters", "pile_losses")]
+
+
+def _materialize(cache, **settings):
+    """Materialize quanta_training_dynamics of quanta-demo (upstream stored under ``cache``)."""
+    import dagster as dg
+
+    from quanta_assets.assets.dynamics import quanta_training_dynamics
+
+    return dg.materialize([*_upstream_specs(), quanta_training_dynamics], partition_key="quanta-demo",
+                          resources=_resources(cache, **settings))
+
+
 def _resources(cache, **settings):
     from quanta_assets.assets.dynamics import TrainingDynamicsSettings
     from quanta_assets.io_manager import QuantaIOManagerFactory
@@ -47,10 +66,11 @@ def test_asset_materializes_through_dagster(cache_dir):
     from quanta_assets.assets.dynamics import quanta_training_dynamics
 
     _write_upstream(cache_dir)
-    result = dg.materialize([quanta_training_dynamics], partition_key="quanta-demo", resources=_resources(cache_dir))
+    result = _materialize(cache_dir)
     assert result.success
     out = cache_dir / "quanta-demo" / "quanta_training_dynamics"
-    assert sorted(p.name for p in out.iterdir()) == ["curves.parquet", "learned_at.parquet", "page.html", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "curves.parquet", "learned_at.parquet", "page.html", "summary.json"]
     learned = pd.read_parquet(out / "learned_at.parquet")
     assert learned["learned_at"].fillna("never").tolist() == ["step1", "step2", "never"]
     assert learned["learned_at_step"].tolist() == [1, 2, pd.NA]
@@ -65,34 +85,28 @@ def test_asset_materializes_through_dagster(cache_dir):
     assert meta["clusters_learned"].value == 2 and meta["setting_threshold_nats"].value == 1.0
     assert "| step1 | 1 |" in meta["learned_at_histogram"].value
     # the per-checkpoint report takes these only for the reference step, as the IO manager loads them
-    loaded = dg.Definitions(assets=[quanta_training_dynamics], resources=_resources(cache_dir)).load_asset_value(
-        "quanta_training_dynamics", partition_key="quanta-demo")
+    defs = dg.Definitions(assets=[*_upstream_specs(), quanta_training_dynamics], resources=_resources(cache_dir))
+    loaded = defs.load_asset_value("quanta_training_dynamics", partition_key="quanta-demo")
     stored = TrainingDynamics.from_stored(loaded)
     extras, sections = dynamics_page.report_extras(stored, "step2")
     assert [extras[k]["learned_at_step"] for k in range(3)] == [1, 2, None] and "<svg" in sections[0]
     assert dynamics_page.report_extras(stored, "step1") == ({}, [])
 
     # settings: an explicit threshold and reference step
-    result = dg.materialize([quanta_training_dynamics], partition_key="quanta-demo",
-                            resources=_resources(cache_dir, threshold_nats=0.55, reference_step="step2"))
-    assert pd.read_parquet(out / "learned_at.parquet")["learned_at"].fillna("never").tolist() == ["step1", "never", "never"]
+    result = _materialize(cache_dir, threshold_nats=0.55, reference_step="step2")
+    learned = pd.read_parquet(out / "learned_at.parquet")
+    assert learned["learned_at"].fillna("never").tolist() == ["step1", "never", "never"]
 
 
 def test_asset_fails_clearly_without_clusters(cache_dir):
-    import dagster as dg
-
-    from quanta_assets.assets.dynamics import quanta_training_dynamics
-
     (cache_dir / "quanta-demo" / "step0").mkdir(parents=True)
     np.save(cache_dir / "quanta-demo" / "step0" / "pile_losses.npy", np.ones(10, dtype=np.float32))
     with pytest.raises(FileNotFoundError, match="no quanta_clusters for model quanta-demo"):
-        dg.materialize([quanta_training_dynamics], partition_key="quanta-demo", resources=_resources(cache_dir))
+        _materialize(cache_dir)
     with pytest.raises(FileNotFoundError, match="step0/quanta_clusters/tokens.parquet not found"):
-        dg.materialize([quanta_training_dynamics], partition_key="quanta-demo",
-                       resources=_resources(cache_dir, reference_step="step0"))
+        _materialize(cache_dir, reference_step="step0")
     with pytest.raises(ValueError, match="step name"):
-        dg.materialize([quanta_training_dynamics], partition_key="quanta-demo",
-                       resources=_resources(cache_dir, reference_step="final"))
+        _materialize(cache_dir, reference_step="final")
     assert not (cache_dir / "quanta-demo" / "quanta_training_dynamics").exists()
 
 

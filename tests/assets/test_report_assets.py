@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from report_corpus import build_corpus
 
 
@@ -19,7 +20,7 @@ def _materialize_clusters_and_report(cache_dir, corpus, indices, matrix, losses,
 
     from quanta_assets.assets import clusters as stage
     from quanta_assets.io_manager import QuantaIOManagerFactory
-    from quanta_assets.partitions import checkpoint_key, checkpoint_partitions
+    from quanta_assets.partitions import checkpoint_key, checkpoint_partitions, model_partitions
     from quanta_assets.resources import PileSource, QuantaCache
 
     @dg.asset(name="pile_canonical")
@@ -34,9 +35,10 @@ def _materialize_clusters_and_report(cache_dir, corpus, indices, matrix, losses,
     def quanta_similarity() -> dict:
         return {"indices": indices, "matrix": matrix}
 
+    dynamics = dg.AssetSpec("quanta_training_dynamics", partitions_def=model_partitions)  # not materialized here
     dg.materialize([pile_canonical], resources={"io_manager": QuantaIOManagerFactory(base_dir=str(cache_dir))})
     return dg.materialize(
-        [pile_canonical, pile_losses, quanta_similarity, stage.quanta_clusters, stage.quanta_report],
+        [pile_canonical, pile_losses, quanta_similarity, dynamics, stage.quanta_clusters, stage.quanta_report],
         selection=["pile_losses", "quanta_similarity", "quanta_clusters", "quanta_report"],
         partition_key=checkpoint_key("quanta-demo", "step4"),
         resources={
@@ -94,3 +96,45 @@ def test_cluster_asset_refuses_more_clusters_than_tokens(cache_dir, corpus):
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "num_clusters = 11 is more than the 10 samples" in str(failure.event_specific_data.error)
     assert not (cache_dir / "quanta-demo" / "step4" / "quanta_clusters").exists()
+
+
+def test_report_shows_the_dynamics_of_its_step(cache_dir, corpus):
+    """dynamics → report, one way: the report of the reference step shows the stored dynamics
+    (sparklines, learned-at section); the dynamics page links the report by a relative href."""
+    import dagster as dg
+
+    from quanta_assets.assets import clusters as stage
+    from quanta_assets.assets.dynamics import TrainingDynamicsSettings, quanta_training_dynamics
+    from quanta_assets.io_manager import QuantaIOManagerFactory
+    from quanta_assets.partitions import checkpoint_key, checkpoint_partitions
+    from quanta_assets.resources import PileSource, QuantaCache
+
+    indices = np.arange(0, corpus.num_predictable, 2, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(len(indices), 5))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    losses = rng.random(corpus.num_predictable).astype(np.float32)
+    assert _materialize_clusters_and_report(cache_dir, corpus, indices, (x @ x.T).astype(np.float32), losses,
+                                            num_clusters=5).success
+    report_path = cache_dir / "quanta-demo" / "step4" / "quanta_report.html"
+    assert "When clusters are learned" not in report_path.read_text(encoding="utf-8")  # no dynamics yet
+
+    resources = {"io_manager": QuantaIOManagerFactory(base_dir=str(cache_dir)),
+                 "cache": QuantaCache(root=str(cache_dir)), "pile": PileSource(),
+                 "dynamics_settings": TrainingDynamicsSettings(), "report_settings": stage.ReportSettings(before=20)}
+    assert dg.materialize([quanta_training_dynamics], partition_key="quanta-demo", resources=resources).success
+    page = (cache_dir / "quanta-demo" / "quanta_training_dynamics" / "page.html").read_text(encoding="utf-8")
+    assert '<a href="../step4/quanta_report.html">' in page
+
+    @dg.asset(name="pile_canonical")
+    def pile_canonical() -> dict:
+        return corpus.to_arrays()
+
+    clusters = dg.AssetSpec("quanta_clusters", partitions_def=checkpoint_partitions)  # stored above
+    result = dg.materialize([pile_canonical, clusters, quanta_training_dynamics, stage.quanta_report],
+                            selection=["quanta_report"], partition_key=checkpoint_key("quanta-demo", "step4"),
+                            resources=resources)
+    assert result.success
+    html = report_path.read_text(encoding="utf-8")
+    assert "When clusters are learned" in html and html.count('<template id="sparkline-') == 5
+    assert result.asset_materializations_for_node("quanta_report")[0].metadata["training_dynamics"].value is True

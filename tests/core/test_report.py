@@ -8,11 +8,12 @@ import re
 
 import numpy as np
 import pytest
-from report_corpus import TEXTS, all_samples, build_corpus
 
 from quanta_core.html import json_for_script
 from quanta_core.report import context_windows, render_report, report_data
 from quanta_core.token_bytes import token_bytes_table
+
+from report_corpus import TEXTS, all_samples, build_corpus
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,11 @@ when it is missing. Screenshots go to ``test-artifacts/``.
 from pathlib import Path
 
 import pytest
-from report_corpus import DANGEROUS, all_samples, build_corpus
 
 from quanta_core.report import render_report
 from quanta_core.token_bytes import token_bytes_table
+
+from report_corpus import DANGEROUS, all_samples, build_corpus
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
