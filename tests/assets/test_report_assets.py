@@ -106,7 +106,7 @@ def test_report_shows_the_dynamics_of_its_step(cache_dir, corpus):
     from quanta_assets.assets import clusters as stage
     from quanta_assets.assets.dynamics import TrainingDynamicsSettings, quanta_training_dynamics
     from quanta_assets.io_manager import QuantaIOManagerFactory
-    from quanta_assets.partitions import checkpoint_key, checkpoint_partitions
+    from quanta_assets.partitions import checkpoint_key, checkpoint_partitions, model_partitions
     from quanta_assets.resources import PileSource, QuantaCache
 
     indices = np.arange(0, corpus.num_predictable, 2, dtype=np.int64)
@@ -122,7 +122,9 @@ def test_report_shows_the_dynamics_of_its_step(cache_dir, corpus):
     resources = {"io_manager": QuantaIOManagerFactory(base_dir=str(cache_dir)),
                  "cache": QuantaCache(root=str(cache_dir)), "pile": PileSource(),
                  "dynamics_settings": TrainingDynamicsSettings(), "report_settings": stage.ReportSettings(before=20)}
-    assert dg.materialize([quanta_training_dynamics], partition_key="quanta-demo", resources=resources).success
+    upstream = [dg.AssetSpec(k, partitions_def=checkpoint_partitions) for k in ("quanta_clusters", "pile_losses")]
+    assert dg.materialize([*upstream, quanta_training_dynamics], partition_key="quanta-demo",
+                          resources=resources).success
     page = (cache_dir / "quanta-demo" / "quanta_training_dynamics" / "page.html").read_text(encoding="utf-8")
     assert '<a href="../step4/quanta_report.html">' in page
 
@@ -130,8 +132,8 @@ def test_report_shows_the_dynamics_of_its_step(cache_dir, corpus):
     def pile_canonical() -> dict:
         return corpus.to_arrays()
 
-    clusters = dg.AssetSpec("quanta_clusters", partitions_def=checkpoint_partitions)  # stored above
-    result = dg.materialize([pile_canonical, clusters, quanta_training_dynamics, stage.quanta_report],
+    stored = [upstream[0], dg.AssetSpec("quanta_training_dynamics", partitions_def=model_partitions)]  # stored above
+    result = dg.materialize([pile_canonical, *stored, stage.quanta_report],
                             selection=["quanta_report"], partition_key=checkpoint_key("quanta-demo", "step4"),
                             resources=resources)
     assert result.success
