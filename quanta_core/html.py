@@ -6,7 +6,8 @@ made here, in three kinds only:
 
 * :func:`svg_markup` — an SVG chart drawn by :mod:`quanta_core.charts` from numbers;
 * :func:`script_json` — JSON escaped so it cannot end a ``<script>`` block;
-* :func:`trusted_html` — a fragment rendered by our own templates (autoescaped itself).
+* :func:`trusted_html` — a fragment rendered by our own templates (autoescaped itself), or the
+  report's own JavaScript file (allowed by its hash in the page's Content-Security-Policy).
 
 Token text (untrusted corpus data) never goes through any of them: it reaches a page escaped by
 autoescape or, in the report's JavaScript, through ``textContent`` only.
@@ -72,5 +73,6 @@ def svg_markup(svg: str, what: str = "chart") -> Markup:
 
 
 def trusted_html(fragment: str) -> Markup:
-    """An HTML fragment rendered by our own templates (so already escaped inside), marked safe."""
-    return Markup(fragment)  # produced by our code, e.g. dynamics_page.distribution_section_html
+    """An HTML fragment rendered by our own templates (so already escaped inside), or our own
+    script file, marked safe."""
+    return Markup(fragment)  # produced by our code: dynamics_page.distribution_section_html, report.js.j2
