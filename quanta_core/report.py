@@ -23,44 +23,21 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import hashlib
-import json
-import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-import jinja2
 import numpy as np
 import pandas as pd
-from markupsafe import Markup
 
 from .canonical import CanonicalCorpus
+from .charts import rank_frequency_svg
+from .html import render, script_hash, script_json, svg_markup, template_source, trusted_html
 
 BEFORE = 300  # tokens of context before the target (the original's --before)
 AFTER = 0  # tokens after the target (the original's --after)
 SAMPLE_COLUMNS = ("cluster", "index", "document", "position", "token_id", "loss")
 
-_env = jinja2.Environment(
-    loader=jinja2.PackageLoader("quanta_core", "templates"),
-    autoescape=True,  # every {{ value }} is HTML-escaped unless our code marked it Markup
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
 def _b64(array: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
-
-
-def json_for_script(value) -> str:
-    """JSON that is safe inside an HTML ``<script>`` element: ``<``, ``>``, ``&`` and the
-    line separators U+2028/U+2029 are written as ``\\uXXXX`` escapes, so ``</script>`` or ``<!--``
-    in the data cannot end or alter the block; the value parses back unchanged."""
-    text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        text = text.replace(char, escape)
-    return text
 
 
 def _check_samples(samples: pd.DataFrame, corpus: CanonicalCorpus) -> pd.DataFrame:
@@ -105,19 +82,65 @@ def context_windows(doc: np.ndarray, pos: np.ndarray, doc_lengths: np.ndarray, b
     lo = np.maximum(pos - before, 0)
     hi = np.minimum(pos + after + 1, np.asarray(doc_lengths, np.int64)[doc])
     order = np.lexsort((lo, doc))
-    d, l, h = doc[order], lo[order], hi[order]
+    d, w, h = doc[order], lo[order], hi[order]  # sorted by (document, window start)
     big = int(h.max()) + 1
     reach = np.maximum.accumulate(d * big + h) - d * big  # furthest end so far within the document
     new = np.ones(len(d), dtype=bool)
-    new[1:] = (d[1:] != d[:-1]) | (l[1:] > reach[:-1])
+    new[1:] = (d[1:] != d[:-1]) | (w[1:] > reach[:-1])
     range_id = np.cumsum(new) - 1
-    r_doc, r_lo = d[new], l[new]
+    r_doc, r_lo = d[new], w[new]
     r_hi = np.maximum.reduceat(h, np.flatnonzero(new))
     base = np.concatenate([[0], np.cumsum(r_hi - r_lo)])
     start, end = np.empty_like(lo), np.empty_like(hi)
-    start[order] = base[range_id] + (l - r_lo[range_id])
+    start[order] = base[range_id] + (w - r_lo[range_id])
     end[order] = base[range_id] + (h - r_lo[range_id])
     return np.stack([r_doc, r_lo, r_hi], axis=1), start, end
+
+
+def _vocabulary(window_ids: np.ndarray, token_bytes: Sequence[bytes]) -> tuple[dict, np.ndarray, dict[int, int]]:
+    """The page's ``vocab`` block for the token ids of the windows (int64 ``[W]``), the windows as
+    local ids (int64 ``[W]``, positions in the vocabulary), and token id → local id."""
+    if window_ids.max() >= len(token_bytes):
+        raise ValueError(f"token id {window_ids.max()} is outside the tokenizer's {len(token_bytes)} tokens")
+    vocab_ids, local = np.unique(window_ids, return_inverse=True)
+    vocab_bytes = [bytes(token_bytes[i]) for i in vocab_ids]
+    vocab_offsets = np.concatenate([[0], np.cumsum([len(b) for b in vocab_bytes])]).astype("<u4")
+    vocab = {
+        "ids": vocab_ids.tolist(),
+        "bytes": base64.b64encode(b"".join(vocab_bytes)).decode("ascii"),
+        "offsets": _b64(vocab_offsets),
+    }
+    return vocab, local, dict(zip(vocab_ids.tolist(), range(len(vocab_ids))))
+
+
+def _cluster_entries(
+    s: pd.DataFrame, local_of: Mapping[int, int], cluster_extras: Mapping[int, Mapping] | None
+) -> list[dict]:
+    """The page's ``clusters`` block: per rank its size, first sample, mean and median loss (nats,
+    6 decimals), predicted tokens ``[local id, count]`` by count, and the extras (learned-at)."""
+    cluster = s["cluster"].to_numpy(np.int64)
+    loss = s["loss"].to_numpy(np.float64)
+    token_id = s["token_id"].to_numpy(np.int64)
+    first = np.searchsorted(cluster, np.arange(cluster.max() + 1))
+    stops = np.append(first[1:], len(cluster))
+    clusters = []
+    for rank, (a, b) in enumerate(zip(first.tolist(), stops.tolist())):
+        ids, counts = np.unique(token_id[a:b], return_counts=True)
+        by_count = np.lexsort((ids, -counts))
+        entry = {
+            "size": b - a,
+            "first": a,
+            "mean": round(float(loss[a:b].mean()), 6),
+            "median": round(float(np.median(loss[a:b])), 6),
+            "tokens": [[local_of[int(ids[i])], int(counts[i])] for i in by_count],
+        }
+        extra = (cluster_extras or {}).get(rank)
+        if extra:
+            entry["learnedAt"] = extra.get("learned_at")
+            entry["learnedAtStep"] = extra.get("learned_at_step")
+            entry["hasSparkline"] = bool(extra.get("sparkline_svg"))
+        clusters.append(entry)
+    return clusters
 
 
 def report_data(
@@ -141,43 +164,11 @@ def report_data(
     window_ids = np.concatenate(
         [corpus.ids[corpus.offsets[d] + a : corpus.offsets[d] + b] for d, a, b in ranges]
     ).astype(np.int64)
-    if window_ids.max() >= len(token_bytes):
-        raise ValueError(f"token id {window_ids.max()} is outside the tokenizer's {len(token_bytes)} tokens")
-    vocab_ids, local = np.unique(window_ids, return_inverse=True)
-    vocab_bytes = [bytes(token_bytes[i]) for i in vocab_ids]
-    vocab_offsets = np.concatenate([[0], np.cumsum([len(b) for b in vocab_bytes])]).astype("<u4")
-    bits = 16 if len(vocab_ids) <= 65536 else 32
-    local_of = dict(zip(vocab_ids.tolist(), range(len(vocab_ids))))
-
-    cluster = s["cluster"].to_numpy(np.int64)
-    loss = s["loss"].to_numpy(np.float64)
-    token_id = s["token_id"].to_numpy(np.int64)
-    first = np.searchsorted(cluster, np.arange(cluster.max() + 1))
-    stops = np.append(first[1:], len(cluster))
-    clusters = []
-    for rank, (a, b) in enumerate(zip(first.tolist(), stops.tolist())):
-        ids, counts = np.unique(token_id[a:b], return_counts=True)
-        by_count = np.lexsort((ids, -counts))
-        entry = {
-            "size": b - a,
-            "first": a,
-            "mean": round(float(loss[a:b].mean()), 6),
-            "median": round(float(np.median(loss[a:b])), 6),
-            "tokens": [[local_of[int(ids[i])], int(counts[i])] for i in by_count],
-        }
-        extra = (cluster_extras or {}).get(rank)
-        if extra:
-            entry["learnedAt"] = extra.get("learned_at")
-            entry["learnedAtStep"] = extra.get("learned_at_step")
-            entry["hasSparkline"] = bool(extra.get("sparkline_svg"))
-        clusters.append(entry)
-
+    vocab, local, local_of = _vocabulary(window_ids, token_bytes)
+    bits = 16 if len(vocab["ids"]) <= 65536 else 32
+    clusters = _cluster_entries(s, local_of, cluster_extras)
     return {
-        "vocab": {
-            "ids": vocab_ids.tolist(),
-            "bytes": base64.b64encode(b"".join(vocab_bytes)).decode("ascii"),
-            "offsets": _b64(vocab_offsets),
-        },
+        "vocab": vocab,
         "windows": _b64(local.astype("<u2" if bits == 16 else "<u4")),
         "windowsBits": bits,
         "samples": {
@@ -187,7 +178,7 @@ def report_data(
             "doc": doc.tolist(),
             "pos": pos.tolist(),
             "index": s["index"].to_numpy(np.int64).tolist(),
-            "loss": [round(x, 6) for x in loss.tolist()],
+            "loss": [round(x, 6) for x in s["loss"].to_numpy(np.float64).tolist()],
         },
         "clusters": clusters,
         "numSamples": len(s),
@@ -197,49 +188,14 @@ def report_data(
     }
 
 
-def rank_frequency_svg(sizes: Sequence[int], width: int = 520, height: int = 300) -> str:
-    """Log-log plot of cluster size against rank (1 = largest) as an inline SVG string.
-    Each point carries ``data-rank`` (the cluster number, 0-based) so the page can link it."""
-    sizes = np.asarray(sizes, dtype=np.float64)
-    left, right, top, bottom = 56, 16, 14, 42
-    w, h = width - left - right, height - top - bottom
-    x_max = math.log10(max(len(sizes), 2))
-    y_max = math.log10(max(sizes.max(), 2))
-
-    def x(rank: float) -> float:
-        return left + w * math.log10(rank) / x_max
-
-    def y(size: float) -> float:
-        return top + h * (1 - math.log10(size) / y_max)
-
-    parts = [
-        f'<svg class="rf-plot" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" role="img" aria-labelledby="rf-title">',
-        '<title id="rf-title">Cluster size against rank, log-log</title>',
-        f'<rect x="{left}" y="{top}" width="{w}" height="{h}" class="rf-frame"/>',
-    ]
-    for decade in range(0, int(math.floor(x_max)) + 1):
-        px = x(10**decade)
-        parts.append(f'<line x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{top + h}" class="rf-grid"/>')
-        parts.append(f'<text x="{px:.1f}" y="{top + h + 16}" text-anchor="middle">{10**decade:g}</text>')
-    for decade in range(0, int(math.floor(y_max)) + 1):
-        py = y(10**decade)
-        parts.append(f'<line x1="{left}" y1="{py:.1f}" x2="{left + w}" y2="{py:.1f}" class="rf-grid"/>')
-        parts.append(f'<text x="{left - 6}" y="{py + 4:.1f}" text-anchor="end">{10**decade:g}</text>')
-    parts.append(f'<text x="{left + w / 2:.0f}" y="{height - 6}" text-anchor="middle">rank</text>')
-    parts.append(f'<text x="14" y="{top + h / 2:.0f}" text-anchor="middle" '
-                 f'transform="rotate(-90 14 {top + h / 2:.0f})">cluster size</text>')
-    points = " ".join(f"{x(r + 1):.1f},{y(s):.1f}" for r, s in enumerate(sizes))
-    parts.append(f'<polyline points="{points}" class="rf-line"/>')
-    for r, s in enumerate(sizes):
-        parts.append(f'<circle cx="{x(r + 1):.1f}" cy="{y(s):.1f}" r="3" data-rank="{r}" class="rf-point">'
-                     f"<title>cluster {r}: {int(s)} samples</title></circle>")
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _script_hash(script: str) -> str:
-    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+def _sparklines(cluster_extras: Mapping[int, Mapping] | None) -> dict:
+    """Rank → the cluster's sparkline as template markup (checked to be a plain ``<svg>``)."""
+    sparklines = {}
+    for rank, extra in (cluster_extras or {}).items():
+        svg = (extra or {}).get("sparkline_svg")
+        if svg:
+            sparklines[int(rank)] = svg_markup(svg, f"cluster {rank}: sparkline_svg")
+    return sparklines
 
 
 def render_report(
@@ -263,35 +219,30 @@ def render_report(
     ``before``/``after``: tokens of context shown before/after each target.
     ``details``: facts shown in the page's "about" table (model, step, settings…; escaped).
     ``cluster_extras``: optional ``{rank: {"learned_at": str | None, "learned_at_step": int | None,
-    "sparkline_svg": str}}``; ``sparkline_svg`` must be SVG produced by our own code from numbers
-    (it is inserted as markup); when any ``learned_at_step`` is given the page offers
-    "sort by learned-at".
+    "sparkline_svg": str}}`` (:func:`quanta_core.dynamics_page.report_extras`); ``sparkline_svg``
+    must be a plain ``<svg>`` drawn by our own code (it is inserted as markup); when any
+    ``learned_at_step`` is given the page offers "sort by learned-at".
     ``extra_sections_html``: trusted HTML fragments (our own code; one string or a list) shown as
     model-level sections; the page's Content-Security-Policy blocks scripts in them.
     """
     data = report_data(samples, corpus, token_bytes, before, after, cluster_extras)
     sizes = [c["size"] for c in data["clusters"]]
-    sparklines = {}
-    for rank, extra in (cluster_extras or {}).items():
-        svg = (extra or {}).get("sparkline_svg")
-        if svg:
-            if not svg.lstrip().startswith("<svg") or "<script" in svg.lower():
-                raise ValueError(f"cluster {rank}: sparkline_svg must be a plain <svg> element")
-            sparklines[int(rank)] = Markup(svg)
+    sparklines = _sparklines(cluster_extras)
     sections = [extra_sections_html] if isinstance(extra_sections_html, str) else list(extra_sections_html or [])
-    script = _env.loader.get_source(_env, "report.js.j2")[0]  # plain JavaScript, not a template
-    return _env.get_template("report.html.j2").render(
+    script = template_source("report.js.j2")  # plain JavaScript, not a template
+    return render(
+        "report.html.j2",
         title=title,
-        data_json=Markup(json_for_script(data)),
-        script=Markup(script),
-        script_hash=_script_hash(script),
-        rank_frequency_svg=Markup(rank_frequency_svg(sizes)),
+        data_json=script_json(data),
+        script=trusted_html(script),  # our own JavaScript file, allowed by its hash in the CSP
+        script_hash=script_hash(script),
+        rank_frequency_svg=svg_markup(rank_frequency_svg(sizes)),
         details=[(str(k), str(v)) for k, v in (details or {}).items()],
         num_clusters=len(sizes),
         num_samples=data["numSamples"],
         before=before,
         after=after,
-        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         sparklines=sparklines,
-        extra_sections=[Markup(html) for html in sections if html],
+        extra_sections=[trusted_html(fragment) for fragment in sections if fragment],
     )

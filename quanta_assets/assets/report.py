@@ -8,7 +8,7 @@ from quanta_assets.automation import follow_upstream
 from quanta_assets.partitions import BY_MODEL, checkpoint_partitions, model_and_step
 from quanta_assets.resources import PileSource
 from quanta_assets.settings import ReportSettings
-from quanta_core import dynamics, report
+from quanta_core import dynamics, dynamics_page, report
 from quanta_core.canonical import CanonicalCorpus
 from quanta_core.token_bytes import token_bytes_table
 from quanta_core.tokenizer import load_tokenizer
@@ -50,7 +50,7 @@ def quanta_report(
     started = time.perf_counter()
     tokens = quanta_clusters["tokens"]
     stored = dynamics.TrainingDynamics.from_stored(quanta_training_dynamics) if quanta_training_dynamics else None
-    extras, sections = dynamics.report_extras(stored, step)
+    extras, sections = dynamics_page.report_extras(stored, step)
     if extras:
         context.log.info(f"adding loss-over-training curves of {len(extras)} clusters")
     else:

@@ -1,6 +1,6 @@
-"""Quanta across training: loss curves per cluster, learned-at steps, sparklines, the per-model asset."""
+"""Quanta across training: loss curves per cluster, learned-at steps, sparklines, the model page
+(no Dagster here: the asset is tested in tests/assets/test_dynamics_assets.py)."""
 
-import json
 import math
 import tracemalloc
 import xml.etree.ElementTree as ET
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quanta_core import dynamics
+from quanta_core import charts, dynamics, dynamics_page
 
 SVG = "{http://www.w3.org/2000/svg}"
 THRESHOLD = 1.0
@@ -180,7 +180,7 @@ def _points(element):
 def test_sparkline_is_well_formed_with_a_log_axis_that_handles_step0():
     steps = [0, 1, 2, 4, 512, 1000, 143000]
     values = [10.8, 9.0, float("nan"), 6.0, 3.0, 1.0, 0.05]
-    svg = dynamics.sparkline_svg(steps, values, [10.9, 9.5, 9.0, 8.0, 5.0, 4.0, 3.0], learned_at_step=1000,
+    svg = charts.sparkline_svg(steps, values, [10.9, 9.5, 9.0, 8.0, 5.0, 4.0, 3.0], learned_at_step=1000,
                                  width=200, height=40, band=(values, values), threshold_nats=0.1)
     root = ET.fromstring(svg)
     assert root.tag == f"{SVG}svg" and root.get("width") == "200"
@@ -196,28 +196,28 @@ def test_sparkline_is_well_formed_with_a_log_axis_that_handles_step0():
     assert len(marks) == 1 and float(marks[0].get("x1")) == pytest.approx(expected[4], abs=0.01)
     assert "learned at step 1000" in root.find(f"{SVG}title").text
     # a single step, constant values and no reference still give valid SVG
-    ET.fromstring(dynamics.sparkline_svg([0], [1.0], None))
-    ET.fromstring(dynamics.sparkline_svg([0, 1], [1.0, 1.0], [1.0, 1.0]))
+    ET.fromstring(charts.sparkline_svg([0], [1.0], None))
+    ET.fromstring(charts.sparkline_svg([0, 1], [1.0, 1.0], [1.0, 1.0]))
     with pytest.raises(ValueError, match="entries"):
-        dynamics.sparkline_svg([0, 1], [1.0], None)
+        charts.sparkline_svg([0, 1], [1.0], None)
 
 
 def test_distribution_svg_counts_clusters_per_step():
-    svg = dynamics.learned_at_distribution_svg([0, 4, 4, 1000, None, None, None], [0, 1, 2, 4, 1000, 2000])
+    svg = charts.learned_at_distribution_svg([0, 4, 4, 1000, None, None, None], [0, 1, 2, 4, 1000, 2000])
     root = ET.fromstring(svg)
     titles = [r.find(f"{SVG}title").text for r in root.iter(f"{SVG}rect")]
     assert titles == ["step 0: 1 cluster learned", "step 4: 2 clusters learned",
                       "step 1000: 1 cluster learned", "never learned: 3 clusters"]
     assert root.find(f"{SVG}title").text == "4 of 7 clusters learned by step 2000"
     with pytest.raises(ValueError, match="not among"):
-        dynamics.learned_at_distribution_svg([3], [0, 1, 2])
+        charts.learned_at_distribution_svg([3], [0, 1, 2])
 
 
 def test_page_escapes_token_text_and_extras_have_the_report_structure(tmp_path):
     indices, labels, tables = _synthetic(tmp_path)
     curves = dynamics.cluster_loss_curves(indices, labels, tables)
     learned = dynamics.learned_at(curves, THRESHOLD)
-    page = dynamics.render_dynamics_page(
+    page = dynamics_page.render_dynamics_page(
         "quanta-demo", "step2000", curves, learned, {"threshold_nats": THRESHOLD},
         top_tokens={0: ["<script>alert(1)</script>", " the"]},
     )
@@ -225,7 +225,7 @@ def test_page_escapes_token_text_and_extras_have_the_report_structure(tmp_path):
     assert page.split('<table id="clusters">')[1].count('class="sparkline"') == len(PLANNED)
     order = [int(part.split('"')[0]) for part in page.split('<tr id="cluster-')[1:]]
     assert order == [4, 0, 3, 1, 5, 2, 6]  # by learned-at step, never last, ties by rank
-    extras = dynamics.cluster_extras_for_report(curves, learned)
+    extras = dynamics_page.cluster_extras_for_report(curves, learned)
     assert set(extras) == set(PLANNED)
     for k, extra in extras.items():
         assert set(extra) == {"learned_at", "learned_at_step", "sparkline_svg"}
@@ -233,121 +233,37 @@ def test_page_escapes_token_text_and_extras_have_the_report_structure(tmp_path):
         assert extra["learned_at_step"] is None or type(extra["learned_at_step"]) is int
         assert extra["learned_at"] == (None if PLANNED[k][1] is None else f"step{PLANNED[k][1]}")
         ET.fromstring(extra["sparkline_svg"])
-    section = dynamics.distribution_section_html(learned, curves)
+    section = dynamics_page.distribution_section_html(learned, curves)
     assert section.startswith("<section") and "learned-at-distribution" in section
 
 
-# -- the Dagster asset ----------------------------------------------------------------------
+def test_stored_dynamics_feed_the_report_of_the_reference_step_only(tmp_path):
+    indices, labels, tables = _synthetic(tmp_path)
+    curves = dynamics.cluster_loss_curves(indices, labels, tables)
+    learned = dynamics.learned_at(curves, THRESHOLD)
+    value = {"curves": curves, "learned_at": learned, "summary": {"reference_step": "step2000"}, "page": "<html>"}
+    stored = dynamics.TrainingDynamics.from_stored(value)  # the dict the IO manager loads back
+    assert stored.reference_step == "step2000" and stored.curves is curves and stored.learned is learned
+    extras, sections = dynamics_page.report_extras(stored, "step2000")
+    assert extras == dynamics_page.cluster_extras_for_report(curves, learned)
+    assert sections == [dynamics_page.distribution_section_html(learned, curves)]
+    assert f"({len(STEPS)} checkpoints, step 0 to 2000)" in sections[0]
+    assert dynamics_page.report_extras(stored, "step1000") == ({}, [])  # other steps' ranks are other clusters
+    assert dynamics_page.report_extras(None, "step2000") == ({}, [])  # not materialized
+    with pytest.raises(ValueError, match=r"lack \['learned_at'\]"):
+        dynamics.TrainingDynamics.from_stored({"curves": curves, "summary": {"reference_step": "step0"}})
+    with pytest.raises(ValueError, match="must be DataFrames"):
+        dynamics.TrainingDynamics.from_stored({**value, "curves": curves.to_dict()})
+    with pytest.raises(ValueError, match="reference_step"):
+        dynamics.TrainingDynamics.from_stored({**value, "summary": {}})
 
 
-def _write_upstream(cache, model="quanta-demo"):
-    """pile_losses for three steps and quanta_clusters for step2, in the IO manager's layout."""
-    rng = np.random.default_rng(3)
-    num_entries, indices = 500, np.arange(0, 120, 2, dtype=np.int64)
-    labels = np.repeat(np.arange(3, dtype=np.int64), 20)  # cluster 0 learned at step1, 1 at step2, 2 never
-    means = {"step0": [9.0, 9.0, 9.0], "step1": [0.5, 3.0, 4.0], "step2": [0.4, 0.6, 2.0]}
-    for step, m in means.items():
-        table = rng.uniform(2, 10, num_entries).astype(np.float32)
-        table[indices] = np.asarray(m, dtype=np.float32)[labels]
-        (cache / model / step).mkdir(parents=True)
-        np.save(cache / model / step / "pile_losses.npy", table)
-    clusters = cache / model / "step2" / "quanta_clusters"
-    clusters.mkdir()
-    np.save(clusters / "labels.npy", labels)
-    pd.DataFrame({"cluster": labels, "index": indices, "document": 0, "position": indices + 1,
-                  "token_id": np.where(labels == 0, 29, 50).astype(np.int64), "loss": 0.1}).to_parquet(
-        clusters / "tokens.parquet")
-
-
-def _resources(cache, **settings):
-    from quanta_assets.assets.dynamics import TrainingDynamicsSettings
-    from quanta_assets.io_manager import QuantaIOManagerFactory
-    from quanta_assets.resources import PileSource, QuantaCache
-
-    return {"io_manager": QuantaIOManagerFactory(base_dir=str(cache)), "cache": QuantaCache(root=str(cache)),
-            "pile": PileSource(), "dynamics_settings": TrainingDynamicsSettings(**settings)}
-
-
-def test_asset_materializes_through_dagster(cache_dir):
-    import dagster as dg
-
-    from quanta_assets.assets.dynamics import quanta_training_dynamics
-
-    _write_upstream(cache_dir)
-    result = dg.materialize([quanta_training_dynamics], partition_key="quanta-demo", resources=_resources(cache_dir))
-    assert result.success
-    out = cache_dir / "quanta-demo" / "quanta_training_dynamics"
-    assert sorted(p.name for p in out.iterdir()) == ["curves.parquet", "learned_at.parquet", "page.html", "summary.json"]
-    learned = pd.read_parquet(out / "learned_at.parquet")
-    assert learned["learned_at"].fillna("never").tolist() == ["step1", "step2", "never"]
-    assert learned["learned_at_step"].tolist() == [1, 2, pd.NA]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["reference_step"] == "step2" and summary["steps"] == ["step0", "step1", "step2"]
-    assert summary["settings"]["threshold_nats"] == 1.0  # the demo default
-    page = (out / "page.html").read_text()
-    assert "<code class=\"tok\">&lt;</code>" in page  # token 29 is "<", escaped
-    (event,) = result.asset_materializations_for_node("quanta_training_dynamics")
-    meta = event.metadata
-    assert meta["reference_step"].value == "step2" and meta["steps_used"].value == 3
-    assert meta["clusters_learned"].value == 2 and meta["setting_threshold_nats"].value == 1.0
-    assert "| step1 | 1 |" in meta["learned_at_histogram"].value
-    # the per-checkpoint report takes these only for the reference step
-    extras, sections = dynamics.report_extras(out, "step2")
-    assert [extras[k]["learned_at_step"] for k in range(3)] == [1, 2, None] and "<svg" in sections[0]
-    assert dynamics.report_extras(out, "step1") == ({}, [])
-
-    # settings: an explicit threshold and reference step
-    result = dg.materialize([quanta_training_dynamics], partition_key="quanta-demo",
-                            resources=_resources(cache_dir, threshold_nats=0.55, reference_step="step2"))
-    assert pd.read_parquet(out / "learned_at.parquet")["learned_at"].fillna("never").tolist() == ["step1", "never", "never"]
-
-
-def test_asset_fails_clearly_without_clusters(cache_dir):
-    import dagster as dg
-
-    from quanta_assets.assets.dynamics import quanta_training_dynamics
-
-    (cache_dir / "quanta-demo" / "step0").mkdir(parents=True)
-    np.save(cache_dir / "quanta-demo" / "step0" / "pile_losses.npy", np.ones(10, dtype=np.float32))
-    with pytest.raises(FileNotFoundError, match="no quanta_clusters for model quanta-demo"):
-        dg.materialize([quanta_training_dynamics], partition_key="quanta-demo", resources=_resources(cache_dir))
-    with pytest.raises(FileNotFoundError, match="step0/quanta_clusters/tokens.parquet not found"):
-        dg.materialize([quanta_training_dynamics], partition_key="quanta-demo",
-                       resources=_resources(cache_dir, reference_step="step0"))
-    with pytest.raises(ValueError, match="step name"):
-        dg.materialize([quanta_training_dynamics], partition_key="quanta-demo",
-                       resources=_resources(cache_dir, reference_step="final"))
-    assert not (cache_dir / "quanta-demo" / "quanta_training_dynamics").exists()
-
-
-def test_lineage_maps_every_step_of_the_model(cache_dir):
-    import dagster as dg
-
-    from quanta_assets.assets.dynamics import quanta_training_dynamics
-    from quanta_assets.partitions import PYTHIA_STEPS, checkpoint_partitions, model_partitions
-
-    key = dg.AssetKey("quanta_training_dynamics")
-    parents = {dg.AssetKey("quanta_clusters"), dg.AssetKey("pile_losses")}
-    # with the upstream stages as model × step assets, one model maps to all of its 154 steps
-    upstream = [dg.AssetSpec(k, partitions_def=checkpoint_partitions) for k in parents]
-    graph = dg.Definitions(assets=[*upstream, quanta_training_dynamics],
-                           resources=_resources(cache_dir)).resolve_asset_graph()
-    for parent in parents:
-        mapped = graph.get_partition_mapping(key, parent).get_upstream_mapped_partitions_result_for_partitions(
-            model_partitions.subset_with_partition_keys(["quanta-demo"]), model_partitions, checkpoint_partitions
-        ).partitions_subset.get_partition_keys()
-        assert {k.keys_by_dimension["model"] for k in mapped} == {"quanta-demo"}
-        assert sorted(k.keys_by_dimension["step"] for k in mapped) == sorted(PYTHIA_STEPS)
-
-
-def test_code_location_has_the_asset_and_its_settings():
-    import dagster as dg
-
-    from quanta_assets.assets.dynamics import TrainingDynamicsSettings
-    from quanta_assets.definitions import defs
-    from quanta_assets.partitions import model_partitions
-
-    node = defs.resolve_asset_graph().get(dg.AssetKey("quanta_training_dynamics"))
-    assert node.partitions_def == model_partitions
-    assert {dg.AssetKey("quanta_clusters"), dg.AssetKey("pile_losses")} <= set(node.parent_keys)
-    assert isinstance(defs.resources["dynamics_settings"], TrainingDynamicsSettings)
+def test_page_links_the_report_only_when_told(tmp_path):
+    indices, labels, tables = _synthetic(tmp_path)
+    curves = dynamics.cluster_loss_curves(indices, labels, tables)
+    learned = dynamics.learned_at(curves, THRESHOLD)
+    plain = dynamics_page.render_dynamics_page("quanta-demo", "step2000", curves, learned)
+    assert "quanta_report.html" not in plain and "<h2>Settings</h2>" not in plain
+    linked = dynamics_page.render_dynamics_page("quanta-demo", "step2000", curves, learned,
+                                                report_href="../step2000/quanta_report.html")
+    assert '<a href="../step2000/quanta_report.html">Open the step2000 cluster report</a>' in linked

@@ -1,0 +1,232 @@
+"""The HTML report's behaviour in a real headless Chromium.
+
+Browser tests need Debian's ``/usr/bin/chromium`` (``scripts/install-system-deps.sh``) and FAIL
+when it is missing. Screenshots go to ``test-artifacts/``.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from quanta_core.report import render_report
+from quanta_core.token_bytes import token_bytes_table
+
+from report_corpus import DANGEROUS, all_samples, build_corpus
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def table(tokenizer):
+    return token_bytes_table(tokenizer)
+
+
+@pytest.fixture(scope="module")
+def corpus(tokenizer):
+    return build_corpus(tokenizer)
+
+
+# -- browser -------------------------------------------------------------------------------------
+
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-system-deps.sh (Debian package chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A page on a report file that records console errors, page errors, dialogs and requests."""
+
+    def __init__(self, browser, path: Path, hash_: str = "", color_scheme="light"):
+        self.page = browser.new_page(viewport={"width": 1200, "height": 900}, color_scheme=color_scheme)
+        self.errors, self.dialogs, self.requests = [], [], []
+        self.page.on("console", lambda m: m.type in ("error", "warning") and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.url = path.as_uri()
+        self.page.goto(self.url + hash_)
+        self.page.wait_for_selector(".sample")
+
+    def title(self) -> str:
+        return self.page.locator("#cluster-title").text_content()
+
+    def sample(self, doc: int, pos: int):
+        """The rendered sample box of (document, position), as an element handle (or None)."""
+        return self.page.evaluate_handle(
+            """([doc, pos]) => Array.from(document.querySelectorAll('.sample')).find(
+                 s => s.querySelector('.sample-head').textContent.startsWith(`document ${doc} · position ${pos} ·`))""",
+            [doc, pos],
+        ).as_element()
+
+    def check_clean(self):
+        assert self.errors == [] and self.dialogs == []
+        assert all(u.split("#")[0] == self.url for u in self.requests), self.requests
+
+
+@pytest.fixture(scope="module")
+def report_file(corpus, table, tmp_path_factory):
+    samples = all_samples(corpus)
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    path.write_text(render_report(samples, corpus, table, before=300, details={"model": "test"}), encoding="utf-8")
+    return path, samples
+
+
+def cluster_of(samples, doc, pos) -> int:
+    row = samples[(samples.document == doc) & (samples.position == pos)]
+    return int(row.cluster.iloc[0])
+
+
+@pytest.mark.browser
+def test_loads_clean_and_navigates(browser, report_file):
+    path, samples = report_file
+    p = Page(browser, path)
+    assert p.title() == "Cluster 0"
+    p.page.keyboard.press("ArrowRight")
+    assert p.title() == "Cluster 1"
+    assert p.page.evaluate("location.hash") == "#cluster-1"
+    p.page.keyboard.press("ArrowRight")
+    p.page.keyboard.press("ArrowLeft")
+    assert p.title() == "Cluster 1"
+    p.page.select_option("#cluster-select", "4")
+    assert p.title() == "Cluster 4"
+    # keys are ignored while typing in the search box or using a select
+    p.page.focus("#search")
+    p.page.keyboard.press("ArrowRight")
+    assert p.title() == "Cluster 4"
+    p.page.focus("#sort")
+    p.page.keyboard.press("ArrowLeft")
+    assert p.title() == "Cluster 4"
+    p.page.click("#next")
+    assert p.title() == "Cluster 5"
+    # shown samples = the cluster's size (≤ 50 at a time), stats match the table
+    members = samples[samples.cluster == 5]
+    assert p.page.locator(".sample").count() == min(50, len(members))
+    assert f"size {len(members)}" in p.page.locator("#cluster-stats").text_content()
+    p.check_clean()
+
+
+@pytest.mark.browser
+def test_hash_opens_cluster_and_sort_and_search(browser, report_file, table):
+    path, samples = report_file
+    p = Page(browser, path, "#cluster-3")
+    assert p.title() == "Cluster 3"
+    assert p.page.locator("#cluster-select").input_value() == "3"
+    p.page.evaluate("location.hash = '#cluster-2'")
+    p.page.wait_for_function("document.getElementById('cluster-title').textContent === 'Cluster 2'")
+    # sort by mean loss: the dropdown lists clusters from the lowest mean loss
+    p.page.select_option("#sort", "loss")
+    order = p.page.eval_on_selector_all("#cluster-select option", "os => os.map(o => Number(o.value))")
+    means = samples.groupby("cluster").loss.mean()
+    assert order == sorted(range(len(means)), key=lambda r: (means[r], r))
+    # search by predicted token and by number
+    for query in ["Naïve", " the", "jumps"]:
+        p.page.fill("#search", query)
+        listed = p.page.eval_on_selector_all("#cluster-select option", "os => os.map(o => Number(o.value))")
+        hit = [query.lower() in table[i].decode("utf-8", "ignore").lower() for i in samples.token_id]
+        assert set(listed) == set(samples[hit].cluster), query
+    assert len(set(samples[[b"na\xc3\xafve" in table[i] for i in samples.token_id]].cluster)) == 1
+    p.page.fill("#search", "4")
+    listed = p.page.eval_on_selector_all("#cluster-select option", "os => os.map(o => Number(o.value))")
+    assert 4 in listed
+    p.page.press("#search", "Enter")
+    assert p.title() == f"Cluster {listed[0]}"
+    p.check_clean()
+
+
+@pytest.mark.browser
+def test_script_in_corpus_is_text_and_multibyte_is_whole(browser, report_file):
+    path, samples = report_file
+    # position 21 is the '>' closing "</script>"; 10 completes 😀 (split over 2 tokens); 8 completes 語
+    for pos, expect_end, expect_target in [(21, "<script>alert(1)</script>", ">"), (10, "日本語 😀", "😀"),
+                                           (8, "— 日本語", "語")]:
+        rank = cluster_of(samples, 1, pos)
+        p = Page(browser, path, f"#cluster-{rank}")
+        box = p.sample(1, pos)
+        assert box is not None, f"sample (1, {pos}) not rendered in cluster {rank}"
+        ctx = box.query_selector(".ctx")
+        text = ctx.text_content()
+        assert text.endswith(expect_end) and "\ufffd" not in text and "⟨" not in text
+        assert box.query_selector(".target").text_content() == expect_target
+        p.check_clean()
+    # the whole document as context: tags are text, nothing ran, no element was created from data
+    last = int(samples[samples.document == 1].position.max())
+    p = Page(browser, path, f"#cluster-{cluster_of(samples, 1, last)}")
+    assert p.sample(1, last).query_selector(".ctx").text_content() == DANGEROUS  # ends with the target "."
+    assert p.page.evaluate("document.scripts.length") == 2
+    assert p.page.evaluate("document.querySelectorAll('main img, main script, main iframe').length") == 0
+    p.check_clean()
+
+
+@pytest.mark.browser
+def test_cut_character_at_the_target_shows_bytes(browser, report_file):
+    path, samples = report_file
+    # position 9 is " \xf0\x9f\x98": the emoji's first bytes, cut by the window's end (after = 0)
+    p = Page(browser, path, f"#cluster-{cluster_of(samples, 1, 9)}")
+    target = p.sample(1, 9).query_selector(".target").text_content()
+    assert target == "·⟨f0 9f 98⟩"
+    p.check_clean()
+
+
+@pytest.mark.browser
+def test_whitespace_visible(browser, report_file):
+    path, samples = report_file
+    # document 0 "def f(x):\n\treturn …": the target 'print' follows three newlines
+    ids = samples[samples.document == 0]
+    pos = int(ids.position.max())
+    p = Page(browser, path, f"#cluster-{cluster_of(samples, 0, pos)}")
+    text = p.sample(0, pos).query_selector(".ctx").text_content()
+    assert "↵\n→\treturn x + 1  # two spaces↵\n↵\n↵\n" in text
+    p.page.check("#show-spaces")
+    text = p.sample(0, pos).query_selector(".ctx").text_content()
+    assert "return·x·+·1··#·two·spaces" in text
+    p.check_clean()
+    # control characters and line separators are shown as escapes, markup as text
+    last = int(samples[samples.document == 3].position.max())
+    p = Page(browser, path, f"#cluster-{cluster_of(samples, 3, last)}")
+    text = p.sample(3, last).query_selector(".ctx").text_content()
+    assert "bell \\u0007 nul \\u0000 line\\u2028sep, <!-- not a comment --> ]]> \\u003c/script" in text
+    p.check_clean()
+
+
+@pytest.mark.browser
+def test_learned_at_extras_and_screenshots(browser, corpus, table, tmp_path):
+    samples = all_samples(corpus)
+    k = samples.cluster.max() + 1
+    steps = [None, 512, 1000, 4, 143000, 2][:k]
+    extras = {
+        r: {"learned_at": None if s is None else f"step{s}", "learned_at_step": s,
+            "sparkline_svg": f'<svg class="spark" width="80" height="18"><polyline points="0,16 40,{r + 2} 80,2" '
+                             'fill="none" stroke="currentColor"/></svg>'}
+        for r, s in enumerate(steps)
+    }
+    path = tmp_path / "report.html"
+    path.write_text(render_report(samples, corpus, table, cluster_extras=extras,
+                                  extra_sections_html=['<h2 id="model-level">When clusters are learned</h2>']),
+                    encoding="utf-8")
+    p = Page(browser, path, "#cluster-1")
+    assert "learned at step512" in p.page.locator("#cluster-extra").text_content()
+    assert p.page.locator("#cluster-extra svg.spark").count() == 1
+    assert p.page.locator("#model-level").count() == 1
+    p.page.select_option("#sort", "learned")
+    order = p.page.eval_on_selector_all("#cluster-select option", "os => os.map(o => Number(o.value))")
+    assert order == sorted(range(k), key=lambda r: (steps[r] is None, steps[r] or 0, r))
+    p.check_clean()
+    ARTIFACTS.mkdir(exist_ok=True)
+    p.page.screenshot(path=str(ARTIFACTS / "report-light.png"))
+    dark = Page(browser, path, "#cluster-1", color_scheme="dark")
+    assert dark.page.evaluate("getComputedStyle(document.body).backgroundColor") != \
+        p.page.evaluate("getComputedStyle(document.body).backgroundColor")
+    dark.page.screenshot(path=str(ARTIFACTS / "report-dark.png"))
+    assert (ARTIFACTS / "report-light.png").stat().st_size > 10_000
