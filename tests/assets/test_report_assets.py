@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import cache_resources
 from report_corpus import build_corpus
 
 
@@ -19,9 +20,10 @@ def _materialize_clusters_and_report(cache_dir, corpus, indices, matrix, losses,
     import dagster as dg
 
     from quanta_assets.assets import clusters as stage
-    from quanta_assets.io_manager import QuantaIOManagerFactory
+    from quanta_assets.assets.report import quanta_report
     from quanta_assets.partitions import checkpoint_key, checkpoint_partitions, model_partitions
-    from quanta_assets.resources import PileSource, QuantaCache
+    from quanta_assets.resources import PileSource
+    from quanta_assets.settings import ClusterSettings, ReportSettings
 
     @dg.asset(name="pile_canonical")
     def pile_canonical() -> dict:
@@ -36,24 +38,23 @@ def _materialize_clusters_and_report(cache_dir, corpus, indices, matrix, losses,
         return {"indices": indices, "matrix": matrix}
 
     dynamics = dg.AssetSpec("quanta_training_dynamics", partitions_def=model_partitions)  # not materialized here
-    dg.materialize([pile_canonical], resources={"io_manager": QuantaIOManagerFactory(base_dir=str(cache_dir))})
+    dg.materialize([pile_canonical], resources=cache_resources(cache_dir))
     return dg.materialize(
-        [pile_canonical, pile_losses, quanta_similarity, dynamics, stage.quanta_clusters, stage.quanta_report],
+        [pile_canonical, pile_losses, quanta_similarity, dynamics, stage.quanta_clusters, quanta_report],
         selection=["pile_losses", "quanta_similarity", "quanta_clusters", "quanta_report"],
         partition_key=checkpoint_key("quanta-demo", "step4"),
         resources={
-            "io_manager": QuantaIOManagerFactory(base_dir=str(cache_dir)),
-            "cache": QuantaCache(root=str(cache_dir)),
+            **cache_resources(cache_dir),
             "pile": PileSource(),
-            "cluster_settings": stage.ClusterSettings(num_clusters=num_clusters),
-            "report_settings": stage.ReportSettings(before=20),
+            "cluster_settings": ClusterSettings(num_clusters=num_clusters),
+            "report_settings": ReportSettings(before=20),
         },
         raise_on_error=False,
     )
 
 
 def test_assets_materialize_through_dagster(cache_dir, corpus):
-    from quanta_assets.assets.clusters import ClusterSettings
+    from quanta_assets.settings import ClusterSettings
     from quanta_core.clustering import spectral_clustering
 
     predictable = corpus.num_predictable
@@ -103,11 +104,11 @@ def test_report_shows_the_dynamics_of_its_step(cache_dir, corpus):
     (sparklines, learned-at section); the dynamics page links the report by a relative href."""
     import dagster as dg
 
-    from quanta_assets.assets import clusters as stage
-    from quanta_assets.assets.dynamics import TrainingDynamicsSettings, quanta_training_dynamics
-    from quanta_assets.io_manager import QuantaIOManagerFactory
+    from quanta_assets.assets.dynamics import quanta_training_dynamics
+    from quanta_assets.assets.report import quanta_report
     from quanta_assets.partitions import checkpoint_key, checkpoint_partitions, model_partitions
-    from quanta_assets.resources import PileSource, QuantaCache
+    from quanta_assets.resources import PileSource
+    from quanta_assets.settings import ReportSettings, TrainingDynamicsSettings
 
     indices = np.arange(0, corpus.num_predictable, 2, dtype=np.int64)
     rng = np.random.default_rng(0)
@@ -119,9 +120,8 @@ def test_report_shows_the_dynamics_of_its_step(cache_dir, corpus):
     report_path = cache_dir / "quanta-demo" / "step4" / "quanta_report.html"
     assert "When clusters are learned" not in report_path.read_text(encoding="utf-8")  # no dynamics yet
 
-    resources = {"io_manager": QuantaIOManagerFactory(base_dir=str(cache_dir)),
-                 "cache": QuantaCache(root=str(cache_dir)), "pile": PileSource(),
-                 "dynamics_settings": TrainingDynamicsSettings(), "report_settings": stage.ReportSettings(before=20)}
+    resources = {**cache_resources(cache_dir), "pile": PileSource(),
+                 "dynamics_settings": TrainingDynamicsSettings(), "report_settings": ReportSettings(before=20)}
     upstream = [dg.AssetSpec(k, partitions_def=checkpoint_partitions) for k in ("quanta_clusters", "pile_losses")]
     assert dg.materialize([*upstream, quanta_training_dynamics], partition_key="quanta-demo",
                           resources=resources).success
@@ -133,7 +133,7 @@ def test_report_shows_the_dynamics_of_its_step(cache_dir, corpus):
         return corpus.to_arrays()
 
     stored = [upstream[0], dg.AssetSpec("quanta_training_dynamics", partitions_def=model_partitions)]  # stored above
-    result = dg.materialize([pile_canonical, *stored, stage.quanta_report],
+    result = dg.materialize([pile_canonical, *stored, quanta_report],
                             selection=["quanta_report"], partition_key=checkpoint_key("quanta-demo", "step4"),
                             resources=resources)
     assert result.success
