@@ -105,7 +105,8 @@ def _polyline(points: list[tuple[float, float]], **attrs: str) -> str:
 def spectrum_svg(bins: pd.DataFrame, summary: dict, width: int = 640, height: int = 320) -> str:
     """Top: well-fit tokens per decade by learning time (bars over each bin). Bottom: −dL̄/d log10(step + 1)
     per bin — measured (``currentColor`` line and dots), reconstructed from the spectrum (orange),
-    the mean of all tokens' fits (grey, dashed). ``bins``/``summary``: :class:`~quanta_core.learning_spectrum.Spectrum`'s."""
+    the mean of all tokens' fits (grey, dashed). ``bins``, ``summary``: those of a
+    :class:`~quanta_core.learning_spectrum.Spectrum`."""
     if bins.empty:
         raise ValueError("no bins")
     lo, hi = bins["x_lo"].to_numpy(float), bins["x_hi"].to_numpy(float)
@@ -124,7 +125,8 @@ def spectrum_svg(bins: pd.DataFrame, summary: dict, width: int = 640, height: in
                          f'height="{_num(yh(0) - yh(d))}" fill="currentColor" fill-opacity="0.6">'
                          f"<title>{int(n)} tokens learned between log10(step+1) {a:.2f} and {b:.2f}</title></rect>")
     parts += [_y_label(yh, left, 0, "0"), _y_label(yh, left, yh.hi, _fmt_count(yh.hi))]
-    parts.append(f'<text x="{_num(left)}" y="{_num(top - 8)}" {_TEXT}>well-fit tokens per decade, by learning time</text>')
+    parts.append(f'<text x="{_num(left)}" y="{_num(top - 8)}" {_TEXT}>'
+                 "well-fit tokens per decade, by learning time</text>")
     mids = (lo + hi) / 2
     styles = {"fitted_all": dict(stroke=GREY, stroke_width="1", stroke_dasharray="3 2"),
               "reconstructed": dict(stroke=ORANGE, stroke_width="1.5"),
@@ -137,7 +139,8 @@ def spectrum_svg(bins: pd.DataFrame, summary: dict, width: int = 640, height: in
               for m, v in zip(mids, rates["measured"]) if math.isfinite(v)]
     parts += [_y_label(yr, left, yr.lo, f"{yr.lo:.2g}"), _y_label(yr, left, yr.hi, f"{yr.hi:.2g}")]
     error = summary.get("reconstruction_error", float("nan"))
-    parts.append(f'<text x="{_num(left)}" y="{_num(top + panel + gap - 8)}" {_TEXT}>mean loss decrease, nats per decade: '
+    parts.append(f'<text x="{_num(left)}" y="{_num(top + panel + gap - 8)}" {_TEXT}>'
+                 "mean loss decrease, nats per decade: "
                  f'measured (dots), from the spectrum (orange, error {error:.3f}), all fits (dashed)</text>')
     parts += _step_ticks(x, yr.p0)
     parts.append(f'<text x="{_num((left + width - right) / 2)}" y="{_num(height - 4)}" text-anchor="middle" {_TEXT}>'
@@ -162,7 +165,8 @@ def learned_together_svg(clusters: pd.DataFrame, summary: dict, width: int = 360
         color = ORANGE if row.tighter else "currentColor"
         parts.append(f'<circle cx="{_num(x(row.null_iqr_median))}" cy="{_num(y(row.iqr))}" r="2.5" fill="{color}" '
                      f'fill-opacity="0.8"><title>cluster {int(row.cluster)}: IQR {row.iqr:.3f} vs random '
-                     f"{row.null_iqr_median:.3f} decades, p = {row.p_value:.3g}, q = {row.q_value:.3g}</title></circle>")
+                     f"{row.null_iqr_median:.3f} decades, p = {row.p_value:.3g}, q = {row.q_value:.3g}"
+                     "</title></circle>")
     parts += [_y_label(y, left, 0, "0"), _y_label(y, left, hi, f"{hi:.2g}")]
     parts += _x_ticks(x, y(0), {0: "0"}) + [
         f'<text x="{_num(x(hi))}" y="{_num(y(0) + 14)}" text-anchor="end" {_TEXT}>{hi:.2g}</text>',
@@ -204,7 +208,8 @@ def scale_histogram_svg(midpoint_x: np.ndarray, sharp: np.ndarray, well_fit: np.
         parts.append(f'<line x1="{tx}" y1="{_num(y(0))}" x2="{tx}" y2="{_num(y(0) + 4)}" stroke="currentColor"/>')
         if x(v) - last >= 30:  # label only sizes far enough apart to read
             last = x(v)
-            parts.append(f'<text x="{tx}" y="{_num(y(0) + 14)}" text-anchor="middle" {_TEXT}>{_fmt_count(10**v)}</text>')
+            parts.append(f'<text x="{tx}" y="{_num(y(0) + 14)}" text-anchor="middle" {_TEXT}>'
+                         f"{_fmt_count(10**v)}</text>")
     parts.append(f'<text x="{_num((left + width - right) / 2)}" y="{_num(height - 4)}" text-anchor="middle" {_TEXT}>'
                  "learned at size N (parameters, log scale): sharp (orange) and gradual</text>")
     label = f"{int(n_all.sum())} well-fit tokens by the model size they are learned at, {int(n_sharp.sum())} sharp"

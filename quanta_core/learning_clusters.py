@@ -131,8 +131,9 @@ def learned_at_once(
     summary = {"test": TEST_NAME, "clusters": len(clusters), "tested": len(tested), "permutations": permutations,
                "loss_bins": loss_bins, "min_tokens": min_tokens, "alpha": alpha, "seed": seed}
     if len(tested) == 0:
-        return table, {**summary, "tighter": 0, "fraction_tighter": float("nan"), "fraction_p_below_alpha": float("nan"),
-                       "median_ratio": float("nan"), "global_p_value": float("nan")}
+        nan = float("nan")
+        return table, {**summary, "tighter": 0, "fraction_tighter": nan, "fraction_p_below_alpha": nan,
+                       "median_ratio": nan, "global_p_value": nan}
 
     order = np.lexsort((mid, lab))  # by cluster, then learning time
     lab, mid, losses = lab[order], mid[order], losses[order]

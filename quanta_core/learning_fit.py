@@ -18,7 +18,14 @@ How (all tokens of a chunk at once, arrays ``[T, C]``):
 2. **Levenberg–Marquardt**: ``iterations`` damped Gauss–Newton steps on (final, drop, m, ln w) for
    every token together (4 × 4 normal equations per token, a per-token damping that grows ×10 on a
    rejected step and shrinks ×0.3 on an accepted one); m and ln w are projected back into their
-   bounds after each step, so m ∈ [x_min, x_max] and w ∈ [min_width, max_width].
+   bounds after each step, so m ∈ [x_min, x_max] and w ∈ [min_width, max_width];
+3. **second start** for tokens whose width came out below half the gap between the two positions
+   around their midpoint: from the same midpoint with width = that gap (a step between two samples
+   is a local optimum where the gradient in w vanishes); the better fit is kept.
+
+A transition sharper than the sampling (width < half the gap around m, after the second start) only
+says that the loss dropped between those two positions: any m inside the gap fits the samples
+equally well, and the reported m is one of them (it may differ with the chunking of the tokens).
 
 **Flags** (bits of ``flags``, uint8; ``flags == 0`` means *well fit*), with ``drop``, R² = 1 − SSE/SST
 (SST: sum of squares about the token's mean; R² = 0 for a constant trajectory) and the bounds above:
@@ -136,12 +143,7 @@ def _grid_start(y: np.ndarray, x: np.ndarray, bounds: Bounds, settings: FitSetti
         best_score = np.where(better, score, best_score)
         best_mid = np.where(better, mids[k], best_mid)
         best_width = np.where(better, width, best_width)
-    # the amplitudes of the chosen shape, in float64
-    s = sigmoid_shape(x, best_mid, best_width)
-    sc = s - s.mean(axis=0)
-    drop = np.einsum("tc,tc->c", sc, y - y_mean) / np.maximum(np.einsum("tc,tc->c", sc, sc), 1e-300)
-    final = y_mean - drop * s.mean(axis=0)
-    return final, drop, best_mid, best_width
+    return (*_amplitudes(y, x, best_mid, best_width), best_mid, best_width)
 
 
 def _sse(y, x, final, drop, mid, width):
@@ -220,6 +222,33 @@ def _refine(y, x, start, bounds: Bounds, iterations: int, tolerance: float = 1e-
     return (*out, best_sse)
 
 
+def _amplitudes(y: np.ndarray, x: np.ndarray, mid: np.ndarray, width: np.ndarray):
+    """Least-squares (final, drop) ``[C]`` for fixed shapes (mid, width) ``[C]``."""
+    s = sigmoid_shape(x, mid, width)
+    sc, yc = s - s.mean(axis=0), y - y.mean(axis=0)
+    drop = np.einsum("tc,tc->c", sc, yc) / np.maximum(np.einsum("tc,tc->c", sc, sc), 1e-300)
+    return y.mean(axis=0) - drop * s.mean(axis=0), drop
+
+
+def _retry_sharp(y, x, bounds: Bounds, settings: FitSettings, fit) -> None:
+    """Second start for tokens whose width came out below half the gap between the positions around
+    their midpoint (a step between two samples, where the gradient in w vanishes and a smoother
+    optimum may lie): width = that gap, same midpoint; the better fit is kept (``fit`` updated in place)."""
+    final, drop, mid, width, sse = fit
+    k = np.clip(np.searchsorted(x, mid), 1, len(x) - 1)
+    gap = x[k] - x[k - 1]
+    again = np.flatnonzero(width < 0.5 * gap)
+    if len(again) == 0:
+        return
+    ya = y[:, again]
+    w2 = np.clip(gap[again], bounds.min_width, bounds.max_width)
+    start = (*_amplitudes(ya, x, mid[again], w2), mid[again], w2)
+    *params, sse2 = _refine(ya, x, start, bounds, settings.iterations)
+    better = sse2 < sse[again]
+    for out, new in zip((final, drop, mid, width, sse), (*params, sse2)):
+        out[again[better]] = new[better]
+
+
 def flags_for(drop, r2, midpoint, bounds: Bounds, num_points: int, settings: FitSettings) -> np.ndarray:
     """The flag bits (module docstring) for fitted ``drop``, ``r2``, ``midpoint`` ``[C]``; uint8 ``[C]``."""
     flags = np.zeros(len(drop), dtype=np.uint8)
@@ -247,6 +276,7 @@ def fit_sigmoids(y: np.ndarray, x: np.ndarray, settings: FitSettings = FitSettin
         raise ValueError("y holds non-finite losses")
     bounds = bounds_for(x, settings)
     final, drop, mid, width, sse = _refine(y, x, _grid_start(y, x, bounds, settings), bounds, settings.iterations)
+    _retry_sharp(y, x, bounds, settings, (final, drop, mid, width, sse))
     centered = y - y.mean(axis=0)
     sst = np.einsum("tc,tc->c", centered, centered)
     r2 = np.where(sst > 1e-12 * len(x), 1.0 - sse / np.maximum(sst, 1e-300), 0.0)

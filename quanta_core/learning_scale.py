@@ -16,7 +16,7 @@ between consecutive sizes of the family (it happens between two neighbouring siz
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 

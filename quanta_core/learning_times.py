@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -61,7 +61,7 @@ class TokenFits:
         return {"fits": self.frame(), "points": self.points, "summary": self.summary}
 
     @classmethod
-    def from_tables(cls, fits: pd.DataFrame, points: pd.DataFrame, summary: dict) -> "TokenFits":
+    def from_tables(cls, fits: pd.DataFrame, points: pd.DataFrame, summary: dict) -> TokenFits:
         return cls({c: fits[c].to_numpy() for c in fits.columns}, points, summary)
 
 
