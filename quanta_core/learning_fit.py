@@ -177,15 +177,26 @@ def _normal_equations(x, s, r, drop, mid, width):
 
 
 def _lm_step(x, s, r, params, lam, bounds: Bounds):
-    """One damped Gauss–Newton proposal for every token: new (final, drop, mid, width)."""
+    """One damped Gauss–Newton proposal for every token: new (final, drop, mid, width).
+
+    Bounds by a projected Newton step: m or ln w at its bound with the descent direction (Jᵀr)
+    pointing outward is held fixed and the step solved for the other parameters; the result is then
+    projected into the bounds."""
     final, drop, mid, width = params
     jtj, jtr = _normal_equations(x, s, r, drop, mid, width)
     diag = np.einsum("cii->ci", jtj)
     damped = jtj + (lam[:, None] * diag + 1e-12 * (1.0 + diag))[:, :, None] * np.eye(4)
+    log_width, lo_t, hi_t = np.log(width), np.log(bounds.min_width), np.log(bounds.max_width)
+    held = np.stack([
+        ((mid <= bounds.x_min) & (jtr[:, 2] < 0)) | ((mid >= bounds.x_max) & (jtr[:, 2] > 0)),
+        ((log_width <= lo_t + 1e-12) & (jtr[:, 3] < 0)) | ((log_width >= hi_t - 1e-12) & (jtr[:, 3] > 0)),
+    ], axis=1)  # [C, 2]: m, ln w
+    for k, i in ((0, 2), (1, 3)):
+        fix = held[:, k]
+        damped[fix, i, :], damped[fix, :, i], damped[fix, i, i], jtr[fix, i] = 0.0, 0.0, 1.0, 0.0
     step = np.linalg.solve(damped, jtr[:, :, None])[:, :, 0]
-    log_width = np.clip(np.log(width) + step[:, 3], np.log(bounds.min_width), np.log(bounds.max_width))
     return (final + step[:, 0], drop + step[:, 1], np.clip(mid + step[:, 2], bounds.x_min, bounds.x_max),
-            np.exp(log_width))
+            np.exp(np.clip(log_width + step[:, 3], lo_t, hi_t)))
 
 
 def _refine(y, x, start, bounds: Bounds, iterations: int, tolerance: float = 1e-8):
