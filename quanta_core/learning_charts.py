@@ -45,8 +45,8 @@ class _Axis:
 
 
 def _fmt_count(v: float) -> str:
-    """0, 12, 3.4k, 1.2M."""
-    for size, suffix in ((1e6, "M"), (1e3, "k")):
+    """0, 12, 3.4k, 1.2M, 6.9B."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(v) >= size:
             return f"{v / size:.3g}{suffix}"
     return f"{v:.3g}"
