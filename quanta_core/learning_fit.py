@@ -19,9 +19,10 @@ How (all tokens of a chunk at once, arrays ``[T, C]``):
    every token together (4 × 4 normal equations per token, a per-token damping that grows ×10 on a
    rejected step and shrinks ×0.3 on an accepted one); m and ln w are projected back into their
    bounds after each step, so m ∈ [x_min, x_max] and w ∈ [min_width, max_width];
-3. **second start** for tokens whose width came out below half the gap between the two positions
-   around their midpoint: from the same midpoint with width = that gap (a step between two samples
-   is a local optimum where the gradient in w vanishes); the better fit is kept.
+3. **second start** for tokens with |drop| ≥ ``min_drop_nats`` whose width came out below half the
+   gap between the two positions around their midpoint: from the same midpoint with width = that
+   gap (a step between two samples is a local optimum where the gradient in w vanishes); the
+   better fit is kept.
 
 A transition sharper than the sampling (width < half the gap around m, after the second start) only
 says that the loss dropped between those two positions: any m inside the gap fits the samples
@@ -242,13 +243,13 @@ def _amplitudes(y: np.ndarray, x: np.ndarray, mid: np.ndarray, width: np.ndarray
 
 
 def _retry_sharp(y, x, bounds: Bounds, settings: FitSettings, fit) -> None:
-    """Second start for tokens whose width came out below half the gap between the positions around
-    their midpoint (a step between two samples, where the gradient in w vanishes and a smoother
+    """Second start for dropping tokens whose width came out below half the gap between the positions
+    around their midpoint (a step between two samples, where the gradient in w vanishes and a smoother
     optimum may lie): width = that gap, same midpoint; the better fit is kept (``fit`` updated in place)."""
     final, drop, mid, width, sse = fit
     k = np.clip(np.searchsorted(x, mid), 1, len(x) - 1)
     gap = x[k] - x[k - 1]
-    again = np.flatnonzero(width < 0.5 * gap)
+    again = np.flatnonzero((width < 0.5 * gap) & (np.abs(drop) >= settings.min_drop_nats))
     if len(again) == 0:
         return
     ya = y[:, again]

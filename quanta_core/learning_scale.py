@@ -26,6 +26,18 @@ from .learning_times import CHUNK_TOKENS, Table, TokenFits, fit_tables
 TRANSITION = 2 * math.log(9)  # 10 %–90 % span of a logistic, in units of its width
 
 
+def gptneox_parameter_count(config: Mapping, embeddings: bool = True) -> int:
+    """Parameters of a ``GPTNeoXForCausalLM`` from its ``config.json`` (no weights loaded): input and
+    output embeddings (untied, ``vocab_size × hidden_size`` each; left out with ``embeddings=False``),
+    per layer two LayerNorms, fused QKV and output projections with biases and the MLP with biases,
+    and the final LayerNorm. pythia-70m: 70,426,624 (18,915,328 without embeddings)."""
+    v, h, layers = int(config["vocab_size"]), int(config["hidden_size"]), int(config["num_hidden_layers"])
+    inner = int(config.get("intermediate_size") or 4 * h)
+    embedding = v * h * (1 if config.get("tie_word_embeddings", False) else 2)
+    per_layer = 2 * 2 * h + (3 * h * h + 3 * h) + (h * h + h) + (h * inner + inner) + (inner * h + h)
+    return (embedding if embeddings else 0) + layers * per_layer + 2 * h
+
+
 def sharp_threshold(log_sizes: np.ndarray) -> float:
     """The widest 10 %–90 % transition (decades of N) still called sharp: the median gap of ``log_sizes``."""
     return float(np.median(np.diff(np.sort(np.asarray(log_sizes, dtype=np.float64)))))

@@ -102,6 +102,7 @@ def learning_time_spectrum(fits: TokenFits, bins: int = SPECTRUM_BINS) -> Spectr
         "measured": measured, "reconstructed": reconstructed, "fitted_all": fitted_all,
     })
     total_drop = float((dx * measured).sum())
+    quartiles = np.quantile(learned, [0.25, 0.5, 0.75]) if len(learned) else np.full(3, np.nan)
     summary = {
         "bins": len(table),
         "tokens": len(well),
@@ -111,6 +112,7 @@ def learning_time_spectrum(fits: TokenFits, bins: int = SPECTRUM_BINS) -> Spectr
         "reconstruction_error": relative_error(measured, reconstructed, dx),
         "fitted_all_error": relative_error(measured, fitted_all, dx),
         "explained_fraction": float((dx * reconstructed).sum()) / total_drop if total_drop else float("nan"),
+        "learning_step_quartiles": [float(v) for v in x_to_step(quartiles)],  # of well-fit tokens, in steps
         "error_definition": "sqrt(sum dx (measured - reconstructed)^2) / sqrt(sum dx measured^2), "
                             "rates -dL/dx in nats per decade of step + 1, bins between checkpoints",
     }

@@ -9,8 +9,8 @@ import pytest
 from scipy.optimize import OptimizeWarning, curve_fit
 
 from quanta_core import learning_fit as lf
-from quanta_core.learning_clusters import learned_at_once
-from quanta_core.learning_scale import TRANSITION, fit_scale_curves, sharp_threshold
+from quanta_core.learning_clusters import cluster_panel_extras, learned_at_once
+from quanta_core.learning_scale import TRANSITION, fit_scale_curves, gptneox_parameter_count, sharp_threshold
 from quanta_core.learning_spectrum import learning_time_spectrum
 from quanta_core.learning_times import fit_learning_times, step_positions
 
@@ -30,7 +30,9 @@ def _train(corpus, hub, hidden, steps):
     out = {}
     for step in steps[1:] if len(steps) == 2 else steps:
         model = load_checkpoint("quanta-demo", step, hub_cache_dir=hub, device="cpu").model
-        out[step] = (token_losses(model, corpus), sum(p.numel() for p in model.parameters()))
+        count = sum(p.numel() for p in model.parameters())
+        assert gptneox_parameter_count(model.config.to_dict()) == count  # the formula, against torch
+        out[step] = (token_losses(model, corpus), count)
     return out
 
 
@@ -107,6 +109,11 @@ def test_training_learning_times_of_a_trained_suite(trained):
     table, summary = learned_at_once(indices[keep], targets[keep], fits.columns, final[indices[keep]],
                                      permutations=199)
     assert summary["tested"] >= 3 and ((table["p_value"] > 0) & (table["p_value"] <= 1))[table["tested"]].all()
+    extras = cluster_panel_extras(table)
+    assert set(extras) == set(table["cluster"])
+    tested = table[table["tested"]].iloc[0]
+    panel = extras[int(tested.cluster)]
+    assert panel["p_value"] == tested.p_value and "permutation p" in panel["text"]
 
 
 def test_scale_fit_of_a_trained_family(trained):
