@@ -151,28 +151,33 @@ def spectrum_svg(bins: pd.DataFrame, summary: dict, width: int = 640, height: in
 
 
 def learned_together_svg(clusters: pd.DataFrame, summary: dict, width: int = 360, height: int = 300) -> str:
-    """One dot per tested cluster: permutation-median IQR (x) vs observed IQR (y) of learning times
-    (decades); orange = tighter than random (BH q < alpha); the dashed diagonal is "as random"."""
+    """One dot per tested cluster: permutation-median IQR (x) vs observed IQR (y) of learning times,
+    both on log axes (decades; values below 0.001 drawn at 0.001); orange = tighter than random
+    (BH q < alpha); the dashed diagonal is "as random"."""
     rows = clusters[clusters["tested"]]
-    left, right, top, bottom = 48.0, 12.0, 12.0, 36.0
-    hi = max(float(np.nanmax(rows[["iqr", "null_iqr_median"]].to_numpy())) if len(rows) else 0.0, 1e-3) * 1.05
-    x = _Axis(0.0, hi, left, width - right)
-    y = _Axis(0.0, hi, height - bottom, top)
+    left, right, top, bottom = 48.0, 12.0, 20.0, 36.0
+    floor = 1e-3
+    values = rows[["iqr", "null_iqr_median"]].to_numpy(dtype=float)
+    hi = math.ceil(math.log10(max(float(np.nanmax(values)) if len(rows) else floor, floor * 10)))
+    lo = math.log10(floor)
+    x = _Axis(lo, hi, left, width - right)
+    y = _Axis(lo, hi, height - bottom, top)
+    at = lambda v: math.log10(max(float(v), floor))  # noqa: E731
     parts = _frame(x, y)
-    parts.append(f'<line x1="{_num(x(0))}" y1="{_num(y(0))}" x2="{_num(x(hi))}" y2="{_num(y(hi))}" stroke="{GREY}" '
-                 'stroke-dasharray="3 2"/>')
+    parts.append(f'<line x1="{_num(x(lo))}" y1="{_num(y(lo))}" x2="{_num(x(hi))}" y2="{_num(y(hi))}" '
+                 f'stroke="{GREY}" stroke-dasharray="3 2"/>')
     for row in rows.itertuples(index=False):
         color = ORANGE if row.tighter else "currentColor"
-        parts.append(f'<circle cx="{_num(x(row.null_iqr_median))}" cy="{_num(y(row.iqr))}" r="2.5" fill="{color}" '
-                     f'fill-opacity="0.8"><title>cluster {int(row.cluster)}: IQR {row.iqr:.3f} vs random '
-                     f"{row.null_iqr_median:.3f} decades, p = {row.p_value:.3g}, q = {row.q_value:.3g}"
+        parts.append(f'<circle cx="{_num(x(at(row.null_iqr_median)))}" cy="{_num(y(at(row.iqr)))}" r="2.5" '
+                     f'fill="{color}" fill-opacity="0.8"><title>cluster {int(row.cluster)}: IQR {row.iqr:.3g} vs '
+                     f"random {row.null_iqr_median:.3g} decades, p = {row.p_value:.3g}, q = {row.q_value:.3g}"
                      "</title></circle>")
-    parts += [_y_label(y, left, 0, "0"), _y_label(y, left, hi, f"{hi:.2g}")]
-    parts += _x_ticks(x, y(0), {0: "0"}) + [
-        f'<text x="{_num(x(hi))}" y="{_num(y(0) + 14)}" text-anchor="end" {_TEXT}>{hi:.2g}</text>',
-        f'<text x="{_num((left + width - right) / 2)}" y="{_num(height - 4)}" text-anchor="middle" {_TEXT}>'
-        "random groups (same size and loss): median IQR, decades</text>",
-        f'<text x="{_num(left + 4)}" y="{_num(top + 8)}" {_TEXT}>cluster IQR of learning times</text>',
+    ticks = {k: f"{10.0**k:g}" for k in range(int(lo), hi + 1)}
+    parts += [_y_label(y, left, k, label) for k, label in ticks.items()] + _x_ticks(x, y.p0, ticks)
+    parts += [
+        (f'<text x="{_num((left + width - right) / 2)}" y="{_num(height - 4)}" text-anchor="middle" {_TEXT}>'
+         "random groups (same size and loss): median IQR, decades</text>"),
+        f'<text x="{_num(left)}" y="{_num(top - 8)}" {_TEXT}>cluster IQR of learning times, decades</text>',
     ]
     label = (f"{int(summary.get('tighter', 0))} of {int(summary.get('tested', 0))} clusters learned more "
              f"tightly together than random (BH q < {summary.get('alpha', 0.05)})")

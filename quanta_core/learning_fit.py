@@ -11,14 +11,16 @@ spans ``2 ln 9 · w ≈ 4.39 w``). ``drop < 0`` is a rise.
 
 How (all tokens of a chunk at once, arrays ``[T, C]``):
 
-1. **grid**: for every shape (m, w) of a grid (``midpoints`` values evenly over [x_min, x_max] ×
-   ``widths`` values log-spaced over [min_width, max_width]) the best ``final`` and ``drop`` are
-   closed-form (a straight-line fit of L on σ), and the residual of every token for every shape is
-   one matrix product; each token starts from its best shape;
-2. **Levenberg–Marquardt**: ``iterations`` damped Gauss–Newton steps on (final, drop, m, ln w) for
-   every token together (4 × 4 normal equations per token, a per-token damping that grows ×10 on a
-   rejected step and shrinks ×0.3 on an accepted one); m and ln w are projected back into their
-   bounds after each step, so m ∈ [x_min, x_max] and w ∈ [min_width, max_width];
+1. **grid**: for every shape (m, w) of a grid (``midpoints`` values evenly over [x_min, x_max] and as
+   many evenly in position index, × ``widths`` values log-spaced over [min_width, max_width]) the
+   best ``final`` and ``drop`` are closed-form (a straight-line fit of L on σ), and the residual of
+   every token for every shape is one matrix product; each token starts from its best shape;
+2. **Levenberg–Marquardt**: up to ``iterations`` damped Gauss–Newton steps on (final, drop, m, ln w)
+   for every token together (4 × 4 normal equations per token, a per-token damping that grows ×10
+   on a rejected step and shrinks ×0.3 on an accepted one); bounds by projected Newton steps (m or
+   ln w at its bound with the descent pointing outward is held, the rest solved, the result clipped),
+   so m ∈ [x_min, x_max] and w ∈ [min_width, max_width]; a token stops once an accepted step gains
+   < 1e-8 of its SSE;
 3. **second start** for tokens with |drop| ≥ ``min_drop_nats`` whose width came out below half the
    gap between the two positions around their midpoint: from the same midpoint with width = that
    gap (a step between two samples is a local optimum where the gradient in w vanishes); the
@@ -47,7 +49,6 @@ import numpy as np
 
 NO_DROP, RISES, NOISY, EDGE, UNDERDETERMINED = 1, 2, 4, 8, 16
 FLAG_NAMES = {NO_DROP: "no_drop", RISES: "rises", NOISY: "noisy", EDGE: "edge", UNDERDETERMINED: "underdetermined"}
-PARAMETERS = ("final", "drop", "midpoint", "width")
 
 
 @dataclass(frozen=True)
