@@ -57,7 +57,7 @@ class FitSettings:
 
     midpoints: int = 48
     widths: int = 12
-    min_width: float | None = None  # default: max(1e-3, smallest gap between positions / 4)
+    min_width: float | None = None  # default: max(1e-3, smallest gap between positions / 20)
     max_width: float | None = None  # default: (x_max − x_min) / 4
     iterations: int = 40
     min_drop_nats: float = 0.5
@@ -91,7 +91,7 @@ def bounds_for(x: np.ndarray, settings: FitSettings) -> Bounds:
     if x.ndim != 1 or len(x) < 2 or not np.all(np.isfinite(x)) or np.any(np.diff(x) <= 0):
         raise ValueError(f"positions must be ≥ 2 finite, strictly increasing values, got {x!r}")
     span = float(x[-1] - x[0])
-    min_width = settings.min_width if settings.min_width is not None else max(1e-3, float(np.diff(x).min()) / 4)
+    min_width = settings.min_width if settings.min_width is not None else max(1e-3, float(np.diff(x).min()) / 20)
     max_width = settings.max_width if settings.max_width is not None else span / 4
     if not 0 < min_width <= max_width:
         raise ValueError(f"need 0 < min_width ≤ max_width, got {min_width} and {max_width}")
