@@ -104,8 +104,8 @@ def learned_at_once(
     seed: int = 0,
 ) -> tuple[pd.DataFrame, dict]:
     """Per-cluster test (module docstring). ``fits``: anything with ``fits["midpoint_x"]`` and
-    ``fits["flags"]`` ``[G]`` (a :class:`~quanta_core.learning_times.TokenFits`' ``columns`` or its
-    ``fits.parquet``); ``reference_losses``: float ``[S]`` nats, each clustered token's loss at the
+    ``fits["flags"]`` ``[G]`` (a :class:`~quanta_core.learning_times.TokenFits`, or its stored
+    ``fits.parquet`` as a DataFrame); ``reference_losses``: float ``[S]`` nats, each clustered token's loss at the
     reference step.
 
     Returns ``(clusters, summary)``: one row per cluster (by label) — ``cluster``, ``n`` (tokens),

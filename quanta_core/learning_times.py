@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 import pandas as pd
@@ -45,6 +47,9 @@ class TokenFits:
     columns: dict[str, np.ndarray]
     points: pd.DataFrame
     summary: dict
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        return self.columns[column]
 
     @property
     def well_fit(self) -> np.ndarray:
@@ -126,6 +131,21 @@ def _store(columns: dict, fit: dict, start: int, stop: int) -> None:
     columns["flags"][part] = fit["flags"]
 
 
+def _in_order(fit_one, total: int, chunk: int, workers: int):
+    """Yield ``(start, stop, fit_one(start, stop))`` chunk by chunk, in order, ``workers`` threads
+    fitting ahead; at most ``2 × workers`` chunks are submitted at a time, so an error stops the
+    run after the chunks in flight."""
+    bounds = ((s, min(s + chunk, total)) for s in range(0, total, chunk))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = deque((a, b, pool.submit(fit_one, a, b)) for a, b in islice(bounds, 2 * workers))
+        while pending:
+            start, stop, future = pending.popleft()
+            fit = future.result()
+            for a, b in islice(bounds, 1):
+                pending.append((a, b, pool.submit(fit_one, a, b)))
+            yield start, stop, fit
+
+
 def fit_tables(
     tables: Sequence[tuple[str, Table]],
     x: Sequence[float],
@@ -164,19 +184,14 @@ def fit_tables(
 
     columns = {c: np.empty(total, dtype=np.uint8 if c == "flags" else np.float32) for c in FIT_COLUMNS}
     sum_loss, sum_fitted = np.zeros(len(x)), np.zeros(len(x))
-    starts = range(0, total, chunk_tokens)
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        fits = pool.map(
-            lambda s: (s, _fit_chunk(arrays, names, wheres, x, settings, s, min(s + chunk_tokens, total))), starts
-        )
-        for start, fit in fits:
-            stop = min(start + chunk_tokens, total)
-            _store(columns, fit, start, stop)
-            sum_loss += fit["sum_loss"]
-            sum_fitted += fit["sum_fitted"]
-            if progress:
-                progress(stop)
+    fit_one = lambda start, stop: _fit_chunk(arrays, names, wheres, x, settings, start, stop)  # noqa: E731
+    for start, stop, fit in _in_order(fit_one, total, chunk_tokens, workers):
+        _store(columns, fit, start, stop)
+        sum_loss += fit["sum_loss"]
+        sum_fitted += fit["sum_fitted"]
+        if progress:
+            progress(stop)
     seconds = time.perf_counter() - started
     points = pd.DataFrame({"name": names, "x": x, "mean_loss": sum_loss / total, "mean_fitted": sum_fitted / total})
     summary = _summary(columns, x, bounds, settings, chunk_tokens, workers, seconds)

@@ -124,3 +124,17 @@ def test_bad_tables_get_clear_errors(tables, tmp_path):
         fit_learning_times({**some, STEPS[2]: np.zeros((3, 3), dtype=np.float32)})
     with pytest.raises(ValueError, match="no loss tables"):
         fit_learning_times({})
+
+
+def test_an_error_stops_the_run_after_the_chunks_in_flight(tables, monkeypatch):
+    import quanta_core.learning_times as lt
+
+    paths, _, y = tables
+    broken = y[2].astype(np.float32)
+    broken[100] = np.inf  # in the first of 20 chunks
+    calls, fit_chunk = [], lt._fit_chunk
+    monkeypatch.setattr(lt, "_fit_chunk", lambda *a: calls.append(a[-2]) or fit_chunk(*a))
+    done = []
+    with pytest.raises(ValueError, match="first at 100"):
+        fit_learning_times({**paths, STEPS[2]: broken}, chunk_tokens=1000, workers=2, progress=done.append)
+    assert done == [] and len(calls) <= 4  # 2 × workers submitted, none after the error

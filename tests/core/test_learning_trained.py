@@ -106,7 +106,7 @@ def test_training_learning_times_of_a_trained_suite(trained):
     targets = corpus.target_ids()[indices].astype(np.int64)
     common = np.unique(targets, return_counts=True)
     keep = np.isin(targets, common[0][common[1] >= 8])
-    table, summary = learned_at_once(indices[keep], targets[keep], fits.columns, final[indices[keep]],
+    table, summary = learned_at_once(indices[keep], targets[keep], fits, final[indices[keep]],
                                      permutations=199)
     assert summary["tested"] >= 3 and ((table["p_value"] > 0) & (table["p_value"] <= 1))[table["tested"]].all()
     extras = cluster_panel_extras(table)
