@@ -52,7 +52,8 @@ def main() -> None:
         corpus = build_canonical(read_pile(path), tokenizer)
         ours = time.perf_counter() - t
         tokens = len(corpus.ids)
-        print(f"platform:  {ours:6.2f} s  {tokens / ours:10,.0f} tokens/s  ({corpus.num_documents:,} docs, {tokens:,} tokens)")
+        print(f"platform:  {ours:6.2f} s  {tokens / ours:10,.0f} tokens/s  "
+              f"({corpus.num_documents:,} docs, {tokens:,} tokens)")
 
         t = time.perf_counter()
         assert original_loop(path, tokenizer, args.documents) == tokens

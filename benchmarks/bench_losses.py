@@ -110,35 +110,36 @@ def main() -> None:
     model = pythia_70m_shaped().to(device)
     corpus = pile_like_corpus(args.documents)
     n_orig = min(args.original_documents or args.documents, args.documents)
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"device {device} ({where}), "
           f"model pythia-70m shape, random weights; {corpus.num_documents} documents, "
           f"{len(corpus.ids):,} tokens (mean {len(corpus.ids) / corpus.num_documents:.0f}/doc)")
 
     # warm-up (kernels, allocator) on two documents, not timed
-    token_losses(model, corpus.first(2), batch_tokens=args.batch_tokens, logits_chunk=args.logits_chunk, dtype=dtype)
+    batching = {"batch_tokens": args.batch_tokens, "logits_chunk": args.logits_chunk, "dtype": dtype}
+    token_losses(model, corpus.first(2), **batching)
     model.to(dtype=torch.float32)
     original_losses(model, corpus.first(2), device)
 
     sub = corpus.first(n_orig)
     (reference, t_orig, cpu_orig) = _timed(device, lambda: original_losses(model, sub, device))
-    (ours, t_ours, cpu_ours) = _timed(
-        device, lambda: token_losses(model, corpus, batch_tokens=args.batch_tokens, logits_chunk=args.logits_chunk, dtype=dtype)
-    )
+    (ours, t_ours, cpu_ours) = _timed(device, lambda: token_losses(model, corpus, **batching))
     orig_rate, rate = len(reference) / t_orig, len(ours) / t_ours
     diff = float(np.abs(ours[: len(reference)] - reference).max())
 
     per_doc = len(ours) / corpus.num_documents
     print(f"original loop (fp32, autograd on, 1 doc/pass): {len(reference):,} tokens in {t_orig:.1f} s wall "
           f"= {orig_rate:,.0f} tokens/s ({cpu_orig:.1f} s CPU)")
-    print(f"platform token_losses ({args.dtype}, batch_tokens {args.batch_tokens}, logits_chunk {args.logits_chunk}): {len(ours):,} tokens in {t_ours:.1f} s wall "
-          f"= {rate:,.0f} tokens/s ({cpu_ours:.1f} s CPU)")
+    print(f"platform token_losses ({args.dtype}, batch_tokens {args.batch_tokens}, logits_chunk {args.logits_chunk}): "
+          f"{len(ours):,} tokens in {t_ours:.1f} s wall = {rate:,.0f} tokens/s ({cpu_ours:.1f} s CPU)")
     print(f"speed-up (wall tokens/s): {rate / orig_rate:.2f}x")
     if device.type == "cpu":
         print(f"speed-up (CPU-time tokens/s, less sensitive to other load on the machine): "
               f"{(len(ours) / cpu_ours) / (len(reference) / cpu_orig):.2f}x")
     print(f"max |platform - original| over the same tokens: {diff:.2e} nats")
-    print(f"projected {RUN_DOCUMENTS:,}-document run ({RUN_DOCUMENTS * per_doc / 1e6:.1f}M predictable tokens): "
-          f"platform {RUN_DOCUMENTS * per_doc / rate / 60:.1f} min, original {RUN_DOCUMENTS * per_doc / orig_rate / 60:.1f} min")
+    run_tokens = RUN_DOCUMENTS * per_doc
+    print(f"projected {RUN_DOCUMENTS:,}-document run ({run_tokens / 1e6:.1f}M predictable tokens): "
+          f"platform {run_tokens / rate / 60:.1f} min, original {run_tokens / orig_rate / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -26,12 +26,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from synthetic_quanta import zipf_sizes  # noqa: E402
-
 from quanta_core.canonical import CanonicalCorpus, predictable_lengths  # noqa: E402
 from quanta_core.report import render_report  # noqa: E402
 from quanta_core.token_bytes import token_bytes_table  # noqa: E402
 from quanta_core.tokenizer import load_tokenizer  # noqa: E402
+
+from synthetic_quanta import zipf_sizes  # noqa: E402
 
 
 def synthetic_report_inputs(num_samples: int, num_clusters: int, seed: int = 0):

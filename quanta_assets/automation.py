@@ -10,7 +10,6 @@ from __future__ import annotations
 import dagster as dg
 
 
-
 def follow_upstream() -> dg.AutomationCondition:
     """Like ``AutomationCondition.eager()``, but a dependency only counts as updated when its
     *data version* changed: re-materializing an upstream partition that produces the same data

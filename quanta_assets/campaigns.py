@@ -60,7 +60,8 @@ class StepRange(pydantic.BaseModel):
     hi: Annotated[int, pydantic.Field(strict=True, ge=0, alias="to")] = 10**9
 
     def steps(self) -> tuple[str, ...]:
-        steps = tuple(s for s in PYTHIA_STEPS if self.lo <= step_number(s) <= self.hi and step_number(s) % self.every == 0)
+        numbers = {s: step_number(s) for s in PYTHIA_STEPS}
+        steps = tuple(s for s, n in numbers.items() if self.lo <= n <= self.hi and n % self.every == 0)
         if not steps:
             raise ValueError(f"no Pythia step matches every {self.every} from {self.lo} to {self.hi}")
         return steps

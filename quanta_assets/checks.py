@@ -16,7 +16,8 @@ from quanta_core.canonical import CanonicalCorpus
 from quanta_core.presets import PADDED_VOCAB
 
 # per-partition checks are what we want; Dagster marks them preview
-warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
+warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec",
+                        category=dg.PreviewWarning)
 
 
 @dg.asset_check(

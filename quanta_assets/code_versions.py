@@ -54,7 +54,8 @@ def with_settings_code_version(assets_def, resources: Mapping[str, Any]):
     def replace(spec: dg.AssetSpec) -> dg.AssetSpec:
         if spec.code_version is None:
             return spec  # reported by missing_lineage(); nothing to extend
-        return spec.replace_attributes(code_version=f"{base_code_version(spec.code_version)}{SETTINGS_SEPARATOR}{digest}")
+        written = base_code_version(spec.code_version)
+        return spec.replace_attributes(code_version=f"{written}{SETTINGS_SEPARATOR}{digest}")
 
     return assets_def.map_asset_specs(replace)
 

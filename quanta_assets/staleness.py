@@ -48,7 +48,8 @@ def parent_partition(graph, child: dg.AssetKey, parent: dg.AssetKey, partition: 
         return partition_parts(partition)[0]
     if theirs == checkpoint_partitions and mine == model_partitions:
         return EVERY_STEP
-    raise ValueError(f"{child.to_user_string()} → {parent.to_user_string()}: a partition layout the planner does not know")
+    raise ValueError(f"{child.to_user_string()} → {parent.to_user_string()}: "
+                     "a partition layout the planner does not know")
 
 
 def _newer_step(instance, parent: dg.AssetKey, model: str, after: int) -> bool:

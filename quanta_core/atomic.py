@@ -10,8 +10,8 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -45,9 +45,8 @@ def save_npy(target: str | os.PathLike, array: np.ndarray) -> Path:
     """Save ``array`` as ``.npy`` atomically (never pickled: object arrays are refused)."""
     if array.dtype == object:
         raise TypeError(f"refusing to save an object array to {target}: it would need pickle")
-    with atomic_path(target, ".npy") as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
+    with atomic_path(target, ".npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
     return Path(target)
 
 

@@ -9,8 +9,8 @@ against ``ids[pos]``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -74,7 +74,7 @@ class CanonicalCorpus:
     def num_predictable(self) -> int:
         return int(self.starts[-1])
 
-    def first(self, num_documents: int) -> "CanonicalCorpus":
+    def first(self, num_documents: int) -> CanonicalCorpus:
         """The corpus restricted to its first ``num_documents`` documents (a view, no copy)."""
         if num_documents > self.num_documents:
             raise ValueError(f"asked for {num_documents} documents, the corpus has {self.num_documents}")
@@ -96,11 +96,11 @@ class CanonicalCorpus:
         return {"ids": self.ids, "offsets": self.offsets, "documents": self.documents}
 
     @classmethod
-    def from_arrays(cls, arrays: dict) -> "CanonicalCorpus":
+    def from_arrays(cls, arrays: dict) -> CanonicalCorpus:
         return cls(np.asarray(arrays["ids"]), np.asarray(arrays["offsets"]), arrays["documents"])
 
     @classmethod
-    def load(cls, path) -> "CanonicalCorpus":
+    def load(cls, path) -> CanonicalCorpus:
         """The corpus stored at ``path`` (the ``pile_canonical`` directory; ids memory-mapped)."""
         from .store import read_value
 

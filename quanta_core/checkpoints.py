@@ -38,7 +38,8 @@ DEMO_REPO_ID = "quanta/quanta-demo"
 PYTHIA_OWNER = "EleutherAI"
 HUB_TIMEOUT_S = 10.0  # one metadata request to the hub; a dead network fails on the first try
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
 CONFIG_FILES = ["config.json", "generation_config.json"]
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -221,7 +222,7 @@ def _http_errors() -> tuple:
             module = __import__(name)
         except ImportError:
             continue
-        errors.append(getattr(module, "HTTPError", None) or getattr(module, "RequestException"))
+        errors.append(getattr(module, "HTTPError", None) or module.RequestException)
     return tuple(errors)
 
 
@@ -242,7 +243,8 @@ def _download(model_name, repo_id, step, cache_dir) -> Path:
     except RevisionNotFoundError:
         raise _not_found(model_name, repo_id, step, cache_dir, f"the hub repository has no revision {step!r}") from None
     except RepositoryNotFoundError:
-        raise _not_found(model_name, repo_id, step, cache_dir, "the hub has no such repository (or it is gated)") from None
+        raise _not_found(model_name, repo_id, step, cache_dir,
+                         "the hub has no such repository (or it is gated)") from None
     except (HfHubHTTPError, *network_errors) as e:
         raise _not_found(
             model_name, repo_id, step, cache_dir,

@@ -18,9 +18,9 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -28,8 +28,15 @@ import torch
 from .atomic import atomic_path, write_bytes
 from .canonical import CanonicalCorpus
 from .checkpoints import DEMO_REPO_ID, repo_folder, write_hub_snapshot
-from .demo_training import DEMO_STEPS, CompactCorpus, CompactModel, DemoSuiteConfig, epoch_batches, gptneox_config
-from .demo_training import learning_rate
+from .demo_training import (
+    DEMO_STEPS,
+    CompactCorpus,
+    CompactModel,
+    DemoSuiteConfig,
+    epoch_batches,
+    gptneox_config,
+    learning_rate,
+)
 from .filters import present_trigram_flags
 from .presets import DEMO_MODEL, LOW_LOSS_NATS, PADDED_VOCAB
 from .steps import sorted_steps, step_number

@@ -87,7 +87,7 @@ class CompactCorpus:
     docs: list[np.ndarray]
 
     @classmethod
-    def of(cls, corpus: CanonicalCorpus) -> "CompactCorpus":
+    def of(cls, corpus: CanonicalCorpus) -> CompactCorpus:
         ids = np.asarray(corpus.ids, dtype=np.int64)
         used = np.unique(ids)
         if len(used) and used.max() >= PADDED_VOCAB:

@@ -19,7 +19,7 @@ Documents are processed in chunks (``chunk_tokens``) to bound memory on the ~100
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -24,7 +24,7 @@ Empty and one-token documents have no predictable token and contribute nothing.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -144,10 +144,11 @@ def token_losses(
     ``last_hidden_state``) and ``get_output_embeddings()`` (e.g. ``GPTNeoXForCausalLM``); it should
     be in eval mode. ``num_documents``: ``None`` for every document of ``corpus``.
     ``batch_tokens``: padded tokens per forward pass. ``logits_chunk``: positions per unembedding
-    chunk (both ``None``: :func:`default_batching` for the device). ``max_padding``: see :func:`plan_batches`. ``device``/``dtype``: where and in what
-    precision to run; default the model's own (when given and different, the model is moved/cast
-    in place). The log-softmax is always taken in float32. ``progress(done)`` is called after each forward pass with the number of predictable
-    tokens done so far.
+    chunk (both ``None``: :func:`default_batching` for the device). ``max_padding``: see
+    :func:`plan_batches`. ``device``/``dtype``: where and in what precision to run; default the
+    model's own (when given and different, the model is moved/cast in place). The log-softmax is
+    always taken in float32. ``progress(done)`` is called after each forward pass with the number
+    of predictable tokens done so far.
 
     Returns float32 ``[G]``, G = predictable tokens of those documents, in canonical-index order.
     """

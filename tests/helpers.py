@@ -47,8 +47,9 @@ def write_hub_revision(hub, repo_id: str, revision: str, model) -> str:
     shutil.copy(offline_tokenizer_path(), staging / "tokenizer.json")
     files = {p.name: p.read_bytes() for p in staging.iterdir() if p.is_file()}
     shutil.rmtree(staging)
-    commit = hashlib.sha1(repo_id.encode() + revision.encode() + files["config.json"] + files["model.safetensors"][:4096]
-                          + hashlib.sha256(files["model.safetensors"]).digest()).hexdigest()
+    weights = files["model.safetensors"]
+    commit = hashlib.sha1(repo_id.encode() + revision.encode() + files["config.json"] + weights[:4096]
+                          + hashlib.sha256(weights).digest()).hexdigest()
     repo = hub / ("models--" + repo_id.replace("/", "--"))
     (repo / "blobs").mkdir(parents=True, exist_ok=True)
     (repo / "snapshots" / commit).mkdir(parents=True)
@@ -82,12 +83,24 @@ def cache_resources(cache_dir) -> dict:
 
 def corpus_of_documents(docs):
     """A CanonicalCorpus of the given token-id lists."""
-    from quanta_core.canonical import CanonicalCorpus
-
     lengths = np.array([len(d) for d in docs], dtype=np.int64)
     ids = np.concatenate([np.asarray(d, dtype=np.uint16) for d in docs]) if docs else np.zeros(0, np.uint16)
+    return _corpus(ids, lengths)
+
+
+def _corpus(ids, lengths):
+    from quanta_core.canonical import CanonicalCorpus
+
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    return CanonicalCorpus(ids, offsets, pd.DataFrame({"num_tokens": lengths, "num_predictable": np.maximum(lengths - 1, 0)}))
+    table = pd.DataFrame({"num_tokens": lengths, "num_predictable": np.maximum(lengths - 1, 0)})
+    return CanonicalCorpus(ids, offsets, table)
+
+
+def corpus_from_lengths(lengths, vocab: int = 50_304, seed: int = 0):
+    """A CanonicalCorpus of random token ids (< ``vocab``) with the given document lengths."""
+    rng = np.random.default_rng(seed)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return _corpus(rng.integers(0, vocab, int(lengths.sum())).astype(np.uint16), lengths)
 
 
 def naive_ngram_flags(docs, n: int):

@@ -37,11 +37,12 @@ def pile_canonical():
 
 @dg.asset(code_version="1", description="checkpoint", partitions_def=checkpoint_partitions)
 def model_checkpoint(context):
-    return dg.MaterializeResult(data_version=dg.DataVersion("commit-" + context.partition_key.keys_by_dimension["step"]))
+    step = context.partition_key.keys_by_dimension["step"]
+    return dg.MaterializeResult(data_version=dg.DataVersion("commit-" + step))
 
 
-@dg.asset(code_version="1", description="losses", partitions_def=checkpoint_partitions, deps=[pile_canonical, model_checkpoint],
-          pool=GPU_POOL)
+@dg.asset(code_version="1", description="losses", partitions_def=checkpoint_partitions,
+          deps=[pile_canonical, model_checkpoint], pool=GPU_POOL)
 def pile_losses(context, losses: LossSettings):
     return dg.MaterializeResult(metadata={"num_documents": losses.num_documents})
 
@@ -64,7 +65,8 @@ def quanta_clusters(cluster_settings: ClusterSettings):
 
 
 @dg.asset(code_version="1", description="dynamics", partitions_def=model_partitions,
-          deps=[dg.AssetDep(quanta_clusters, partition_mapping=_BY_MODEL)], automation_condition=follow_upstream_aggregate())
+          deps=[dg.AssetDep(quanta_clusters, partition_mapping=_BY_MODEL)],
+          automation_condition=follow_upstream_aggregate())
 def quanta_training_dynamics():
     return dg.MaterializeResult()
 

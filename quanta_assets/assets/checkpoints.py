@@ -88,7 +88,7 @@ def _weights_metadata(snapshot: Path) -> dict:
     for name in files:
         if name.endswith(".safetensors"):
             with safe_open(snapshot / name, framework="pt") as f:
-                parameters += sum(_numel(f.get_slice(key).get_shape()) for key in f.keys())
+                parameters += sum(_numel(f.get_slice(key).get_shape()) for key in f.keys())  # noqa: SIM118 (safe_open has no __iter__)
     meta = {"files": dg.MetadataValue.json(files), "size_mb": round(sum(files.values()) / 2**20, 2)}
     if parameters:
         meta["parameters"] = parameters
@@ -126,7 +126,8 @@ def model_checkpoint(context: dg.AssetExecutionContext, models: ModelLoader, cac
     started = time.perf_counter()
     repo_id, commit, snapshot = models.resolve(model_name, step, cache.path)
     config = check_gptneox_config(snapshot, model_name, step)
-    record = {"repo_id": repo_id, "revision": step, "commit": commit, "snapshot_dir": str(snapshot), "model": model_name}
+    record = {"repo_id": repo_id, "revision": step, "commit": commit, "snapshot_dir": str(snapshot),
+              "model": model_name}
     metadata = {
         "repo_id": repo_id,
         "revision": step,

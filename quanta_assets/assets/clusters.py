@@ -13,7 +13,9 @@ from quanta_core import clustering
 from quanta_core.canonical import CanonicalCorpus, index_to_doc_pos
 
 
-def clusters_table(indices: np.ndarray, labels: np.ndarray, corpus: CanonicalCorpus, losses: np.ndarray) -> pd.DataFrame:
+def clusters_table(
+    indices: np.ndarray, labels: np.ndarray, corpus: CanonicalCorpus, losses: np.ndarray
+) -> pd.DataFrame:
     """One row per selected token, in selection order: ``cluster`` (rank), ``index`` (canonical),
     ``document``, ``position`` (of the target in its document), ``token_id`` (target), ``loss`` (nats)."""
     indices = np.asarray(indices, dtype=np.int64)

@@ -93,7 +93,8 @@ def quanta_training_dynamics(
 ) -> dict:
     model, settings = context.partition_key, dynamics_settings
     if settings.statistic not in dynamics.STATISTICS:
-        raise ValueError(f"dynamics_settings.statistic must be one of {dynamics.STATISTICS}, got {settings.statistic!r}")
+        raise ValueError(f"dynamics_settings.statistic must be one of {dynamics.STATISTICS}, "
+                         f"got {settings.statistic!r}")
     clusters, tables = _by_step(quanta_clusters), _by_step(pile_losses)
     reference = _reference_step(model, clusters, settings)
     indices, labels, tokens = cluster_assignment(clusters[reference], f"{model} {reference}")

@@ -11,7 +11,7 @@ and ``dagster-pipes`` (backend ``slurm``), so both give the same files.
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 STAGES = {
     "quanta_demo_suite": "quanta_assets.stages.demo_suite",

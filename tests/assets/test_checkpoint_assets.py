@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from helpers import cache_resources, make_tiny_gptneox
 from quanta_core.checkpoints import CheckpointNotFound
+
+from helpers import cache_resources, make_tiny_gptneox
 
 REPO = "EleutherAI/pythia-70m"
 

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import cache_resources
 from quanta_assets.partitions import checkpoint_key, checkpoint_partitions
+
+from helpers import cache_resources
 
 PARTITION = checkpoint_key("pythia-70m", "step1000")
 

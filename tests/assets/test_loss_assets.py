@@ -11,21 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import cache_resources, make_tiny_gptneox, write_demo_checkpoint, write_hub_revision
 from quanta_core.canonical import CanonicalCorpus
+
+from helpers import cache_resources, corpus_from_lengths, make_tiny_gptneox, write_demo_checkpoint, write_hub_revision
 
 VOCAB = 50_304  # Pythia's (padded) vocabulary, so real token ids fit
 DEMO_STEP0 = dg.MultiPartitionKey({"model": "quanta-demo", "step": "step0"})
-
-
-def _corpus_from_lengths(lengths, vocab=VOCAB, seed=0) -> CanonicalCorpus:
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    lengths = np.asarray(lengths, dtype=np.int64)
-    ids = rng.integers(0, vocab, int(lengths.sum())).astype(np.uint16)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    return CanonicalCorpus(ids, offsets, pd.DataFrame({"num_tokens": lengths, "num_predictable": np.maximum(lengths - 1, 0)}))
 
 
 def naive_losses(model, corpus: CanonicalCorpus) -> np.ndarray:
@@ -72,7 +63,7 @@ def materialized(tmp_path_factory):
     """pile_canonical + pile_losses (quanta-demo, step0, a tiny checkpoint in <cache>/hub) and its
     checks, through Dagster."""
     cache_dir = tmp_path_factory.mktemp("cache")
-    corpus = _corpus_from_lengths([0, 1, 300, 40, 2, 77])
+    corpus = corpus_from_lengths([0, 1, 300, 40, 2, 77])
     model = tiny_model()
     write_demo_checkpoint(cache_dir, "step0", model)
     assets, checks, resources = _definitions(corpus, cache_dir)

@@ -9,9 +9,8 @@ import warnings
 import dagster as dg
 import pytest
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-from dagster._core.test_utils import create_run_for_test
-
 from dagster._core.loader import LoadingContext
+from dagster._core.test_utils import create_run_for_test
 
 from quanta_assets.campaigns import Campaign, campaign_from_dict, load_campaigns
 from quanta_assets.code_versions import base_code_version, settings_digest
@@ -142,7 +141,8 @@ def test_schedule_requests_exactly_the_missing_partitions_and_never_duplicates(s
     assert all(r.tags[CAMPAIGN_TAG] == "t" and r.tags[POOL_TAG] == GPU_POOL for r in first)
 
     # the daemon launches them: three runs in progress
-    runs = {r.partition_key: create_run_for_test(instance, job_name="campaign_t_job", status=dg.DagsterRunStatus.STARTED,
+    started = dg.DagsterRunStatus.STARTED
+    runs = {r.partition_key: create_run_for_test(instance, job_name="campaign_t_job", status=started,
                                                  tags={**r.tags, "dagster/partition": r.partition_key})
             for r in first}
     second = _tick(schedule, instance)
@@ -196,8 +196,8 @@ def test_gpu_pool_and_automation_are_on_the_assets():
     pools = {k.to_user_string(): defs.resolve_assets_def(k).op.pool for k in graph.get_all_asset_keys()}
     assert pools["pile_losses"] == GPU_POOL and pools["quanta_similarity"] == GPU_POOL
     assert pools["model_checkpoint"] is None and pools["quanta_clusters"] is None
-    labels = {k.to_user_string(): (graph.get(k).automation_condition.get_label() if graph.get(k).automation_condition else None)
-              for k in graph.get_all_asset_keys()}
+    conditions = {k.to_user_string(): graph.get(k).automation_condition for k in graph.get_all_asset_keys()}
+    labels = {name: c.get_label() if c else None for name, c in conditions.items()}
     assert labels == {"pile_canonical": None, "model_checkpoint": None, "pile_losses": None,
                       "quanta_similarity": "follow upstream data", "quanta_clusters": "follow upstream data",
                       "quanta_training_dynamics": "follow upstream data (aggregate)"}
@@ -205,8 +205,8 @@ def test_gpu_pool_and_automation_are_on_the_assets():
 
 def test_code_version_carries_a_hash_of_the_settings():
     a, b, c = make_defs(num_documents=10), make_defs(num_documents=11), make_defs(num_documents=10, device="cuda")
-    versions = [{k.to_user_string(): d.resolve_asset_graph().get(k).code_version for k in d.resolve_asset_graph().get_all_asset_keys()}
-                for d in (a, b, c)]
+    graphs = [d.resolve_asset_graph() for d in (a, b, c)]
+    versions = [{k.to_user_string(): g.get(k).code_version for k in g.get_all_asset_keys()} for g in graphs]
     assert versions[0]["pile_losses"].startswith("1+s") and versions[0]["pile_canonical"] == "1"
     assert base_code_version(versions[0]["pile_losses"]) == "1"
     changed = {k for k in versions[0] if versions[0][k] != versions[1][k]}

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from quanta_assets.assets.corpus import pile_canonical
-from helpers import cache_resources
 from quanta_assets.resources import PileSource
 from quanta_core import minipile
 from quanta_core.corpus import read_pile, write_pile
+
+from helpers import cache_resources
 
 
 def _run(cache_dir, pile=None):

@@ -26,7 +26,8 @@ EDGE_TEXTS = [
 
 @pytest.fixture
 def edge_corpus(tmp_path, tokenizer) -> CanonicalCorpus:
-    path = write_pile(tmp_path / "edge.jsonl.zst", [(t, {"pile_set_name": f"set{i % 3}"}) for i, t in enumerate(EDGE_TEXTS)])
+    documents = [(t, {"pile_set_name": f"set{i % 3}"}) for i, t in enumerate(EDGE_TEXTS)]
+    path = write_pile(tmp_path / "edge.jsonl.zst", documents)
     return build_canonical(read_pile(path), tokenizer, batch_size=3)
 
 

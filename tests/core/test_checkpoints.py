@@ -1,10 +1,8 @@
 """Checkpoint resolution through huggingface_hub over a hand-built hub-layout cache, the clear
 failures, and the demo suite written and loaded through the same path."""
 
-import hashlib
 import json
 import math
-import shutil
 import time
 
 import numpy as np
@@ -20,6 +18,7 @@ from quanta_core.checkpoints import (
     resolve_checkpoint,
 )
 from quanta_core.tokenizer import offline_tokenizer_path
+
 from helpers import make_tiny_gptneox, write_hub_revision
 
 REPO = "EleutherAI/pythia-70m"
@@ -215,8 +214,8 @@ def test_demo_suite_checkpoints_load_through_the_same_path(small_corpus, cache_d
 
 
 def test_demo_steps_are_pythia_step_names():
-    from quanta_core.steps import PYTHIA_STEPS
     from quanta_core.demo_suite import DEMO_STEPS, DemoSuiteConfig
+    from quanta_core.steps import PYTHIA_STEPS
 
     assert DEMO_STEPS[0] == "step0" and set(DEMO_STEPS) <= set(PYTHIA_STEPS)
     assert DemoSuiteConfig().num_steps == int(DEMO_STEPS[-1][4:])

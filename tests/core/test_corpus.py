@@ -22,7 +22,8 @@ def _record(text, set_name="Pile-CC"):
 
 
 def test_reads_documents_and_meta(tmp_path):
-    path = write_pile(tmp_path / "a.jsonl.zst", [("hello", {"pile_set_name": "Github"}), ("", {"pile_set_name": "ArXiv"})])
+    documents = [("hello", {"pile_set_name": "Github"}), ("", {"pile_set_name": "ArXiv"})]
+    path = write_pile(tmp_path / "a.jsonl.zst", documents)
     docs = list(read_pile(path))
     assert [(d.text, d.pile_set_name, d.line) for d in docs] == [("hello", "Github", 1), ("", "ArXiv", 2)]
 

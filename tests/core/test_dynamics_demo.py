@@ -58,6 +58,7 @@ def test_demo_checkpoints_give_falling_cluster_curves(trained):
         curve = means[row["cluster"]].to_numpy()
         below = curve < threshold
         expected = next((steps[i] for i in range(len(steps)) if below[i:].all()), None)
-        got = None if row["learned_at_step"] is None or row["learned_at_step"] != row["learned_at_step"] else int(row["learned_at_step"])
+        step = row["learned_at_step"]
+        got = None if step is None or step != step else int(step)  # None / NaN: never
         assert got == expected
     assert learned["learned_at_step"].notna().any()

@@ -3,25 +3,17 @@
 
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import make_tiny_gptneox
 from quanta_core.canonical import CanonicalCorpus, build_canonical
 from quanta_core.corpus import PileDocument
 from quanta_core.losses import plan_batches, token_losses
 
+from helpers import corpus_from_lengths, make_tiny_gptneox
+
 VOCAB = 50_304  # Pythia's (padded) vocabulary, so real token ids fit
-
-
-def _corpus_from_lengths(lengths, vocab=VOCAB, seed=0) -> CanonicalCorpus:
-    rng = np.random.default_rng(seed)
-    lengths = np.asarray(lengths, dtype=np.int64)
-    ids = rng.integers(0, vocab, int(lengths.sum())).astype(np.uint16)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    return CanonicalCorpus(ids, offsets, pd.DataFrame({"num_tokens": lengths, "num_predictable": np.maximum(lengths - 1, 0)}))
 
 
 def naive_losses(model, corpus: CanonicalCorpus, num_documents=None) -> np.ndarray:
@@ -47,7 +39,8 @@ def model():
 def real_corpus(tokenizer) -> CanonicalCorpus:
     """Real tokenized text: empty, one-token, over-long (> 1024 tokens before truncation) and
     assorted documents of similar lengths (so some forward passes carry padding)."""
-    words = "the quick brown fox jumps over the lazy dog while seven wizards quietly hex".split()
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "seven", "wizards",
+             "quietly", "hex"]
     rng = np.random.default_rng(1)
 
     def text(n):
@@ -93,7 +86,7 @@ def test_losses_of_first_documents_and_progress(model, real_corpus, naive_real):
 
 def test_positions_restart_per_document(model):
     """A document batched behind a longer one gets the same losses as alone (rotary positions 0…n−1)."""
-    corpus = _corpus_from_lengths([300, 250, 64])
+    corpus = corpus_from_lengths([300, 250, 64])
     alone = token_losses(model, corpus.first(1), batch_tokens=1)
     together = token_losses(model, corpus, batch_tokens=10_000, max_padding=1.0)
     np.testing.assert_allclose(together[: len(alone)], alone, atol=1e-5, rtol=0)
@@ -101,13 +94,14 @@ def test_positions_restart_per_document(model):
 
 
 def test_empty_and_tiny_corpora(model):
-    assert token_losses(model, _corpus_from_lengths([0, 1, 0])).shape == (0,)
-    assert token_losses(model, _corpus_from_lengths([])).shape == (0,)
-    np.testing.assert_allclose(token_losses(model, _corpus_from_lengths([2])), naive_losses(model, _corpus_from_lengths([2])), atol=1e-4)
+    assert token_losses(model, corpus_from_lengths([0, 1, 0])).shape == (0,)
+    assert token_losses(model, corpus_from_lengths([])).shape == (0,)
+    two = corpus_from_lengths([2])
+    np.testing.assert_allclose(token_losses(model, two), naive_losses(model, two), atol=1e-4)
 
 
 def test_bad_arguments(model):
-    corpus = _corpus_from_lengths([5, 6])
+    corpus = corpus_from_lengths([5, 6])
     with pytest.raises(ValueError, match="asked for 3 documents"):
         token_losses(model, corpus, num_documents=3)
     with pytest.raises(ValueError, match="batch_tokens"):
@@ -129,7 +123,7 @@ def test_identical_unembedding_rows_are_merged_exactly():
     """Like the demo suite: the rows of tokens never seen in training are equal (merged, + log count)."""
     from quanta_core.losses import _Unembedding
 
-    corpus = _corpus_from_lengths([0, 200, 1, 60, 2], vocab=300, seed=4)  # ids < 300: most rows unused
+    corpus = corpus_from_lengths([0, 200, 1, 60, 2], vocab=300, seed=4)  # ids < 300: most rows unused
     model = make_tiny_gptneox(vocab_size=VOCAB, hidden=32, layers=2, heads=4, seed=3)
     used = np.unique(corpus.ids.astype(np.int64))
     unused = np.setdiff1d(np.arange(VOCAB), used)

@@ -142,7 +142,7 @@ def test_materialization_and_schedule_ticks_are_stored_in_postgres(postgres, tmp
         repo = next(iter(location.code_location.get_repositories().values()))
         schedule = repo.get_schedule(toy_location.TOY_CAMPAIGN.schedule_name)
         instance.start_schedule(schedule)
-        started = datetime.datetime.now(datetime.timezone.utc)
+        started = datetime.datetime.now(datetime.UTC)
         for minutes in (2, 4):  # each call evaluates the cron ticks up to "now + minutes"
             list(launch_scheduled_runs(context, dg.get_dagster_logger(), started + datetime.timedelta(minutes=minutes),
                                        iteration_times={}, max_catchup_runs=1))

@@ -3,6 +3,7 @@
 event and its metadata read back through the API, and a headless-Chromium screenshot of the asset
 graph kept under ``test-artifacts/``. Fails — never skips — when Chromium is missing."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -54,9 +55,10 @@ def dagster_dev(tmp_path_factory):
     env.pop("QUANTA_PILE", None)
     env.pop("QUANTA_CAMPAIGNS", None)
     port = _free_port()
-    log = open(root / "dagster-dev.log", "w")
+    log = open(root / "dagster-dev.log", "w")  # noqa: SIM115 (open for the server's lifetime, closed below)
+    dagster = str(Path(sys.executable).with_name("dagster"))
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -64,7 +66,8 @@ def dagster_dev(tmp_path_factory):
         deadline = time.monotonic() + 180
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"dagster dev exited ({process.returncode}):\n{(root / 'dagster-dev.log').read_text()[-4000:]}")
+                tail = (root / "dagster-dev.log").read_text()[-4000:]
+                raise RuntimeError(f"dagster dev exited ({process.returncode}):\n{tail}")
             try:
                 data = _graphql(url, "{ workspaceOrError { ... on Workspace { locationEntries { name "
                                      "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
@@ -74,7 +77,8 @@ def dagster_dev(tmp_path_factory):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"dagster dev did not answer within 180 s:\n{(root / 'dagster-dev.log').read_text()[-4000:]}")
+                tail = (root / "dagster-dev.log").read_text()[-4000:]
+                raise RuntimeError(f"dagster dev did not answer within 180 s:\n{tail}")
             time.sleep(1)
         assert entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation", entries
         yield url
@@ -85,10 +89,8 @@ def dagster_dev(tmp_path_factory):
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is left
-        except ProcessLookupError:
-            pass
         process.wait(timeout=10)
         log.close()
         ARTIFACTS.mkdir(exist_ok=True)
@@ -171,10 +173,8 @@ def test_launch_through_graphql_and_screenshot_the_asset_graph(dagster_dev):
             # the lineage of the report, every upstream asset expanded inside its group
             page.goto(f"{url}/assets/quanta_report?view=lineage&lineageScope=upstream&lineageDepth=10",
                       wait_until="networkidle", timeout=90_000)
-            try:  # the first visit may greet with a "Join the Dagster community" dialog
+            with contextlib.suppress(PlaywrightTimeout):  # the first visit may greet with a dialog
                 page.get_by_role("button", name="Skip").click(timeout=5_000)
-            except PlaywrightTimeout:
-                pass
             try:
                 for name in ("pile_canonical", "pile_losses", "quanta_similarity", "quanta_clusters"):
                     page.get_by_text(name, exact=True).first.wait_for(timeout=120_000)  # graph nodes
