@@ -73,13 +73,15 @@ ALL = [pile_canonical, model_checkpoint, pile_losses, quanta_similarity, quanta_
 
 
 @dg.asset(code_version="1", description="learning times", partitions_def=model_partitions,
-          deps=[dg.AssetDep(pile_losses, partition_mapping=_BY_MODEL)], automation_condition=follow_upstream_aggregate())
+          deps=[dg.AssetDep(pile_losses, partition_mapping=_BY_MODEL)],
+          automation_condition=follow_upstream_aggregate())
 def token_learning_times():
     return dg.MaterializeResult()
 
 
 @dg.asset(code_version="1", description="scale curves", partitions_def=family_step_partitions,
-          deps=[dg.AssetDep(pile_losses, partition_mapping=FAMILY_MODELS)], automation_condition=follow_upstream_aggregate())
+          deps=[dg.AssetDep(pile_losses, partition_mapping=FAMILY_MODELS)],
+          automation_condition=follow_upstream_aggregate())
 def token_scale_curves():
     return dg.MaterializeResult()
 
@@ -99,7 +101,8 @@ def make_defs(num_documents=10, num_clusters=None, device="cpu", learning_times=
     the dynamics, token_scale_curves per family × step)."""
     resources = {"losses": LossSettings(num_documents=num_documents, device=device),
                  "cluster_settings": ClusterSettings(num_clusters=num_clusters)}
-    return dg.Definitions(assets=[with_settings_code_version(a, resources) for a in (WITH_LEARNING if learning_times else ALL)],
+    assets = WITH_LEARNING if learning_times else ALL
+    return dg.Definitions(assets=[with_settings_code_version(a, resources) for a in assets],
                           asset_checks=[pile_losses_nonempty], resources=resources)
 
 
