@@ -8,7 +8,7 @@ version); here every asset's code version is extended with a hash of the setting
 
 import dagster as dg
 
-from quanta_assets.assets import checkpoints, clusters, corpus, dynamics, losses, report, similarity
+from quanta_assets.assets import checkpoints, clusters, corpus, dynamics, learning, losses, report, similarity
 from quanta_assets.checks import CHECKS
 from quanta_assets.code_versions import with_settings_code_version
 from quanta_assets.compute import ComputeResource
@@ -17,8 +17,10 @@ from quanta_assets.resources import ModelLoader, PileSource, QuantaCache
 from quanta_assets.schedules import SCHEDULES, SENSORS
 from quanta_assets.settings import (
     ClusterSettings,
+    LearningTimeSettings,
     LossSettings,
     ReportSettings,
+    ScaleCurveSettings,
     SimilaritySettings,
     TrainingDynamicsSettings,
 )
@@ -31,6 +33,8 @@ ASSETS = [
     losses.induction_filters,
     similarity.quanta_similarity,
     clusters.quanta_clusters,
+    learning.token_learning_times,
+    learning.token_scale_curves,
     dynamics.quanta_training_dynamics,
     report.quanta_report,
 ]
@@ -50,6 +54,8 @@ def default_resources() -> dict:
         "cluster_settings": ClusterSettings(),
         "report_settings": ReportSettings(),
         "dynamics_settings": TrainingDynamicsSettings(),
+        "learning_settings": LearningTimeSettings(),
+        "scale_settings": ScaleCurveSettings(),
     }
 
 

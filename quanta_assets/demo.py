@@ -9,7 +9,10 @@ the per-model training dynamics runs after them):
 * unpartitioned assets (corpus, filters, demo-suite training) once;
 * ``model_checkpoint`` and ``pile_losses`` for every demo step;
 * the other model × step assets (similarity, clusters, report) for the last demo step;
-* model-partitioned assets (training dynamics) for the demo model.
+* model-partitioned assets (token learning times, training dynamics) for the demo model;
+* nothing of the family × step assets (``token_scale_curves``): a fit across model sizes needs a
+  family of ≥ 6 sizes, and the demo suite is one model that belongs to no family — they are
+  skipped explicitly (:data:`SKIPPED_PARTITIONS`), with a line saying so.
 
 Nothing up to date is recomputed: a partition runs only when it is missing or stale (new code
 version / settings, or a dependency with a new data version; :mod:`quanta_assets.staleness`) or
@@ -27,12 +30,16 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from quanta_assets.partitions import checkpoint_key, checkpoint_partitions, model_partitions
+from quanta_assets.partitions import checkpoint_key, checkpoint_partitions, family_step_partitions, model_partitions
 from quanta_assets.staleness import stale_reason
 from quanta_core.demo_training import DEMO_STEPS
 from quanta_core.presets import DEMO_MODEL
 
 EVERY_STEP = {"model_checkpoint", "pile_losses"}  # the rest of the per-checkpoint graph: last step only
+SKIPPED_PARTITIONS = {
+    family_step_partitions: "fits across the model sizes of a family (≥ 6 sizes); the demo suite is one model",
+}
+"""Partitionings the demo materializes nothing of, and why."""
 
 
 @dataclass
@@ -56,7 +63,16 @@ def demo_partitions(graph, key: dg.AssetKey, steps: list[str]) -> list[str | Non
         return [str(checkpoint_key(DEMO_MODEL, s)) for s in chosen]
     if pdef == model_partitions:
         return [DEMO_MODEL]
+    if pdef in SKIPPED_PARTITIONS:
+        return []
     raise ValueError(f"demo: {key.to_user_string()} has partitions {pdef} the demo does not know how to choose")
+
+
+def skipped_assets(graph) -> dict[str, str]:
+    """Asset name → why the demo materializes none of its partitions."""
+    return {key.to_user_string(): SKIPPED_PARTITIONS[graph.get(key).partitions_def]
+            for key in graph.toposorted_asset_keys
+            if graph.get(key).is_materializable and graph.get(key).partitions_def in SKIPPED_PARTITIONS}
 
 
 def _ordered_keys(graph) -> list:
@@ -128,6 +144,8 @@ def main() -> None:
     for name, partitions in up_to_date.items():
         shown = ", ".join(p or "-" for p in partitions[:3]) + (" …" if len(partitions) > 3 else "")
         print(f"✓ up to date: {name} ({len(partitions)} partition{'s' * (len(partitions) != 1)}: {shown})", flush=True)
+    for name, why in skipped_assets(graph).items():
+        print(f"- skipped: {name} ({why})", flush=True)
     if not runs:
         print("✓ everything is up to date; nothing to run", flush=True)
     for i, run in enumerate(runs, 1):

@@ -1,8 +1,9 @@
 """The cache IO manager: asset values as files in the cache layout, never pickle, atomic writes.
 
 Layout: :mod:`quanta_core.paths` (``<cache>/corpus/A``, ``<cache>/<model>/<step>/A``,
-``<cache>/<model>/A``); formats: :mod:`quanta_core.store` (``.npy`` memory-mapped on load,
-``.parquet``, ``.html``, a directory for a ``dict``). Every output records its ``path``.
+``<cache>/<model>/A``, ``<cache>/families/<family>/<step>/A``); formats: :mod:`quanta_core.store`
+(``.npy`` memory-mapped on load, ``.parquet``, ``.html``, a directory for a ``dict``). Every output
+records its ``path``.
 
 Inputs may set metadata on their ``AssetIn``:
 
@@ -26,6 +27,7 @@ import dagster as dg
 from quanta_assets.resources import QuantaCache
 from quanta_core import store
 from quanta_core.paths import asset_path
+from quanta_core.steps import sorted_steps
 
 
 def partition_parts(partition_key: str | None) -> tuple[str | None, str | None]:
@@ -41,6 +43,22 @@ def partition_parts(partition_key: str | None) -> tuple[str | None, str | None]:
     return str(partition_key), None
 
 
+def partition_dims(partition_key: str | None) -> dict[str, str]:
+    """The keyword arguments of :func:`quanta_core.paths.asset_path` for a partition key:
+    ``{}`` (unpartitioned), ``{"model"}``, ``{"model", "step"}`` or ``{"family", "step"}``."""
+    if isinstance(partition_key, dg.MultiPartitionKey) and "family" in partition_key.keys_by_dimension:
+        return dict(partition_key.keys_by_dimension)
+    model, step = partition_parts(partition_key)
+    return {k: v for k, v in (("model", model), ("step", step)) if v is not None}
+
+
+def by_step(partitions: dict) -> dict:
+    """An input spanning every step of one model, ``{"<model>|<step>": value}``, as
+    ``{"<step>": value}`` in step order."""
+    values = {partition_parts(key)[1]: value for key, value in partitions.items()}
+    return {step: values[step] for step in sorted_steps(values)}
+
+
 class QuantaIOManager(dg.ConfigurableIOManager):
     """Stores assets under the ``cache`` resource's directory (see the module docstring)."""
 
@@ -48,8 +66,7 @@ class QuantaIOManager(dg.ConfigurableIOManager):
 
     def path_for(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
         """The suffix-less stored path of one asset partition."""
-        model, step = partition_parts(partition_key)
-        return asset_path(self.cache.path, "/".join(asset_key.path), model, step)
+        return asset_path(self.cache.path, "/".join(asset_key.path), **partition_dims(partition_key))
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:

@@ -8,11 +8,15 @@ except the fields named in ``execution_fields``, which choose where or how fast,
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar, Optional
 
 import dagster as dg
 
-from quanta_core import clustering, report
+from quanta_core import clustering, learning_clusters, report
+from quanta_core.learning_fit import FitSettings
+from quanta_core.learning_spectrum import SPECTRUM_BINS
+from quanta_core.learning_times import CHUNK_TOKENS
 from quanta_core.presets import Preset, preset_for
 from quanta_core.selection import FILTERS
 from quanta_core.similarity import DEFAULT_PROJECTION_DIM, METHODS
@@ -135,14 +139,70 @@ class TrainingDynamicsSettings(SettingsResource):
     (``None``: the family's ``learned_threshold_nats``). ``reference_step``: whose clusters are
     followed (``None``: the latest step with ``quanta_clusters``). ``top_tokens``: most common
     target tokens shown per cluster on the page.
+
+    "Learned at once" (with ``token_learning_times``; :func:`quanta_core.learning_clusters.learned_at_once`):
+    ``permutations`` of the cluster labels within ``loss_bins`` quantile bins of the reference-step
+    loss (seed ``permutation_seed``); clusters with ≥ ``min_cluster_tokens`` well-fit tokens are
+    tested; tighter than random when the Benjamini–Hochberg q < ``alpha``.
     """
 
     threshold_nats: Optional[float] = None
     reference_step: Optional[str] = None
     statistic: str = "mean"
     top_tokens: int = 5
+    permutations: int = learning_clusters.PERMUTATIONS
+    loss_bins: int = learning_clusters.LOSS_BINS
+    min_cluster_tokens: int = learning_clusters.MIN_TOKENS
+    alpha: float = learning_clusters.ALPHA
+    permutation_seed: int = 0
 
     def threshold_for(self, model: str) -> float:
         if self.threshold_nats is not None:
             return float(self.threshold_nats)
         return preset_for(model).learned_threshold_nats
+
+
+class _SigmoidFitSettings(SettingsResource):
+    """The per-token sigmoid fit's flag rule (:class:`quanta_core.learning_fit.FitSettings`; a token
+    is well fit when none applies): ``min_drop_nats`` (|drop| below: no drop), ``min_r2`` (R² below:
+    noisy), ``edge_fraction`` (midpoint this close to either end: edge), ``min_points`` (fewer
+    positions: underdetermined). Execution only: ``workers`` (threads fitting chunks at once;
+    ``None``: the CPU count, at most 4) and ``chunk_tokens`` (tokens per chunk; working memory ≤
+    workers × 12 × chunk_tokens × positions × 8 bytes) — results are the same for any choice."""
+
+    execution_fields: ClassVar[frozenset[str]] = frozenset({"workers", "chunk_tokens"})
+    min_drop_nats: float = FitSettings.min_drop_nats
+    min_r2: float = FitSettings.min_r2
+    edge_fraction: float = FitSettings.edge_fraction
+    min_points: int = FitSettings.min_points
+    workers: Optional[int] = None
+    chunk_tokens: int = CHUNK_TOKENS
+
+    def fit_settings(self) -> FitSettings:
+        return FitSettings(min_drop_nats=self.min_drop_nats, min_r2=self.min_r2, edge_fraction=self.edge_fraction,
+                           min_points=self.min_points)
+
+    def worker_count(self) -> int:
+        if self.workers is not None:
+            if self.workers < 1:
+                raise ValueError(f"{type(self).__name__}.workers must be ≥ 1, got {self.workers}")
+            return int(self.workers)
+        return max(1, min(4, os.cpu_count() or 1))
+
+
+class LearningTimeSettings(_SigmoidFitSettings):
+    """Settings of ``token_learning_times`` (the flag rule and execution fields above), plus
+    ``min_step``: fit only the checkpoints from this step number on (0: all; e.g. 1000 to look past
+    the first drop from the uniform to the unigram loss, which every token makes in the first ~100
+    steps) and ``spectrum_bins``: bins of the learning-time spectrum (edges at checkpoints)."""
+
+    min_step: int = 0
+    spectrum_bins: int = SPECTRUM_BINS
+
+
+class ScaleCurveSettings(_SigmoidFitSettings):
+    """Settings of ``token_scale_curves`` (each token's loss against parameter count across a
+    family): the flag rule and execution fields above, and ``embeddings``: whether N counts the
+    input and output embedding matrices (True: the total, as Pythia's size names do)."""
+
+    embeddings: bool = True

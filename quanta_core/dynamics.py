@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .steps import sorted_steps, step_number
+from .store import open_table
 
 CURVE_COLUMNS = ["step", "step_number", "cluster", "n", "mean", "median", "q25", "q75", "overall_mean"]
 STATISTICS = ("mean", "median", "q25", "q75")
@@ -36,20 +37,6 @@ CHUNK = 1 << 20  # floats summed at a time for the whole-table mean (4 MiB of fl
 
 # ---------------------------------------------------------------------------------------------
 # curves
-
-
-def _open_table(table, step: str) -> tuple[np.ndarray, str]:
-    """(1-D float array, description) for a path (opened memory-mapped) or an array (used as is)."""
-    if isinstance(table, np.ndarray):
-        array, where = table, f"the array given for {step}"
-    else:
-        where = os.fspath(table)
-        if not os.path.isfile(where):
-            raise FileNotFoundError(f"loss table for {step} not found: {where}")
-        array = np.load(where, mmap_mode="r", allow_pickle=False)
-    if array.ndim != 1 or not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"loss table for {step} ({where}) must be a 1-D float array, got {array.dtype} {array.shape}")
-    return array, where
 
 
 def _whole_mean(table: np.ndarray, step: str, where: str) -> float:
@@ -82,7 +69,7 @@ def _gather(table_ref, step: str, indices: np.ndarray, order: np.ndarray) -> tup
 
     ``order`` sorts ``indices`` so the table is read in file order; the table (a memmap) is
     dropped before returning, so only one step is open at a time."""
-    table, where = _open_table(table_ref, step)
+    table, where = open_table(table_ref, step)
     sorted_indices = indices[order]
     if sorted_indices[-1] >= len(table):
         raise IndexError(
@@ -234,11 +221,15 @@ def learned_at_histogram(learned: pd.DataFrame) -> pd.DataFrame:
 @dataclass
 class TrainingDynamics:
     """A stored ``quanta_training_dynamics`` result: ``curves`` and ``learned`` as returned by
-    :func:`cluster_loss_curves` and :func:`learned_at`; ``summary`` (reference step, steps, settings)."""
+    :func:`cluster_loss_curves` and :func:`learned_at`; ``summary`` (reference step, steps, settings);
+    ``together`` and ``together_summary``: the "learned at once" test
+    (:func:`quanta_core.learning_clusters.learned_at_once`), ``None`` without token learning times."""
 
     curves: pd.DataFrame
     learned: pd.DataFrame
     summary: dict
+    together: pd.DataFrame | None = None
+    together_summary: dict | None = None
 
     @property
     def reference_step(self) -> str:
@@ -248,8 +239,9 @@ class TrainingDynamics:
     @classmethod
     def from_stored(cls, value: Mapping) -> TrainingDynamics:
         """From the value the asset returns (and the IO manager loads back): a mapping with
-        ``curves`` and ``learned_at`` (DataFrames) and ``summary`` (dict with ``reference_step``);
-        other keys (the ``page``) are ignored. A ``ValueError`` names what is missing or wrong."""
+        ``curves`` and ``learned_at`` (DataFrames), ``summary`` (dict with ``reference_step``) and,
+        optionally, ``learned_together`` (DataFrame) with ``learned_together_summary`` (dict); other
+        keys (the ``page``) are ignored. A ``ValueError`` names what is missing or wrong."""
         missing = [k for k in ("curves", "learned_at", "summary") if k not in value]
         if missing:
             raise ValueError(f"stored training dynamics lack {missing} (have {sorted(value)})")
@@ -259,7 +251,13 @@ class TrainingDynamics:
                              f"{type(curves).__name__} and {type(learned).__name__}")
         if not isinstance(summary, Mapping) or "reference_step" not in summary:
             raise ValueError("stored training dynamics: summary must be a dict with a reference_step")
-        return cls(curves, learned, dict(summary))
+        together, together_summary = value.get("learned_together"), value.get("learned_together_summary")
+        if (together is None) != (together_summary is None) or not (
+                together is None or isinstance(together, pd.DataFrame) and isinstance(together_summary, Mapping)):
+            raise ValueError("stored training dynamics: learned_together (a DataFrame) and "
+                             "learned_together_summary (a dict) come together")
+        together_summary = None if together_summary is None else dict(together_summary)
+        return cls(curves, learned, dict(summary), together, together_summary)
 
 
 # ---------------------------------------------------------------------------------------------

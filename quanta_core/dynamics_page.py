@@ -1,6 +1,6 @@
 """HTML views of the training dynamics: the model-level page, and the extras the per-checkpoint
-report of the reference step shows (a sparkline and learned-at step per cluster, the learned-at
-distribution).
+report of the reference step shows (a sparkline, learned-at step and learned-together sentence per
+cluster, the learned-at distribution, the learned-at-once statistic).
 
 Data flows one way, dynamics → report: :func:`report_extras` takes dynamics already loaded (by the
 IO manager, via :meth:`TrainingDynamics.from_stored`), and the model page never looks at the
@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import charts
+from . import charts, learning_page
 from .dynamics import TrainingDynamics, learned_at_histogram, overall_curve
-from .html import render, svg_markup
+from .html import render, svg_markup, trusted_html
+from .learning_page import LearningTimesView
 
 NEVER_SORT_KEY = 10**12  # the page sorts "never learned" after every step
 
@@ -56,13 +57,18 @@ def cluster_sparklines(
     return out
 
 
-def cluster_extras_for_report(curves: pd.DataFrame, learned: pd.DataFrame) -> dict[int, dict]:
+def cluster_extras_for_report(
+    curves: pd.DataFrame, learned: pd.DataFrame, together: pd.DataFrame | None = None
+) -> dict[int, dict]:
     """What the per-checkpoint report takes as ``cluster_extras``: cluster rank →
-    ``{"learned_at": step name | None, "learned_at_step": int | None, "sparkline_svg": str}``.
+    ``{"learned_at": step name | None, "learned_at_step": int | None, "sparkline_svg": str}``, plus
+    ``"learned_together"`` (one sentence, numbers only) when the learned-at-once test ``together``
+    is given.
 
     Only meaningful for the report of the reference step the clusters came from (ranks of other
     steps are other clusters)."""
     sparks = cluster_sparklines(curves, learned)
+    sentences = learning_page.cluster_sentences(together) if together is not None else {}
     extras = {}
     for row, step in zip(learned.itertuples(index=False), _learned_steps(learned)):
         extras[int(row.cluster)] = {
@@ -70,6 +76,8 @@ def cluster_extras_for_report(curves: pd.DataFrame, learned: pd.DataFrame) -> di
             "learned_at_step": step,
             "sparkline_svg": sparks[int(row.cluster)],
         }
+        if int(row.cluster) in sentences:
+            extras[int(row.cluster)]["learned_together"] = sentences[int(row.cluster)]
     return extras
 
 
@@ -95,17 +103,20 @@ def report_extras(dynamics: TrainingDynamics | None, step: str) -> tuple[dict[in
     clusters)."""
     if dynamics is None or dynamics.reference_step != step:
         return {}, []
-    return (
-        cluster_extras_for_report(dynamics.curves, dynamics.learned),
-        [distribution_section_html(dynamics.learned, dynamics.curves)],
-    )
+    sections = [distribution_section_html(dynamics.learned, dynamics.curves)]
+    if dynamics.together is not None:
+        sections.append(learning_page.together_section_html(dynamics.together, dynamics.together_summary))
+    return cluster_extras_for_report(dynamics.curves, dynamics.learned, dynamics.together), sections
 
 
 def _cluster_rows(
-    learned: pd.DataFrame, sparks: Mapping[int, str], top_tokens: Mapping[int, Sequence[str]]
+    learned: pd.DataFrame, sparks: Mapping[int, str], top_tokens: Mapping[int, Sequence[str]],
+    together: pd.DataFrame | None = None,
 ) -> list[dict]:
     """The page's cluster table: one dict per cluster, by learned-at step (never last), then rank.
-    Losses formatted to 3 decimals (nats); ``tokens`` stay raw text (the template escapes them)."""
+    Losses formatted to 3 decimals (nats); ``tokens`` stay raw text (the template escapes them);
+    ``together``: the learned-at-once cell (``None`` without the test)."""
+    cells = learning_page.cluster_columns(together) if together is not None else {}
     rows = []
     for row, step in zip(learned.itertuples(index=False), _learned_steps(learned)):
         rows.append(
@@ -118,6 +129,7 @@ def _cluster_rows(
                 "last_loss": f"{row.last_loss:.3f}",
                 "sparkline": svg_markup(sparks[int(row.cluster)], f"cluster {int(row.cluster)}: sparkline"),
                 "tokens": list(top_tokens.get(int(row.cluster), [])),
+                "together": cells.get(int(row.cluster)),
             }
         )
     rows.sort(key=lambda r: (r["learned_sort"], r["cluster"]))
@@ -132,6 +144,8 @@ def render_dynamics_page(
     settings: Mapping[str, object] | None = None,
     top_tokens: Mapping[int, Sequence[str]] | None = None,
     report_href: str | None = None,
+    learning: LearningTimesView | None = None,
+    together: tuple[pd.DataFrame, Mapping] | None = None,
 ) -> str:
     """The model-level page: a self-contained HTML file (no external resources, light/dark) with
     the learned-at distribution, the overall mean loss over training, and a table of clusters with
@@ -142,7 +156,9 @@ def render_dynamics_page(
     ``top_tokens``: optional cluster → most common target tokens (untrusted text, escaped by the
     template); ``report_href``: link to the reference step's cluster report (e.g.
     ``"../step143000/quanta_report.html"``), or ``None`` for no link. The page does not check
-    that the report exists: it is built downstream of these dynamics."""
+    that the report exists: it is built downstream of these dynamics. ``learning``: the model's
+    token learning times (the spectrum section); ``together``: ``(table, summary)`` of the
+    learned-at-once test (its section and a table column); ``None`` leaves them out."""
     overall = overall_curve(curves)
     steps = overall["step_number"].tolist()
     overall_svg = charts.sparkline_svg(steps, overall["overall_mean"].tolist(), None, None, 480, 90)
@@ -162,7 +178,18 @@ def render_dynamics_page(
         overall_first=f"{overall['overall_mean'].iloc[0]:.3f}",
         overall_last=f"{overall['overall_mean'].iloc[-1]:.3f}",
         histogram=learned_at_histogram(learned).to_dict("records"),
-        rows=_cluster_rows(learned, cluster_sparklines(curves, learned), top_tokens or {}),
+        rows=_cluster_rows(learned, cluster_sparklines(curves, learned), top_tokens or {},
+                           together[0] if together is not None else None),
+        has_together=together is not None,
+        learning_sections=_learning_sections(learning, together),
         settings={str(k): str(v) for k, v in (settings or {}).items()},
         report_href=report_href,
     )
+
+
+def _learning_sections(learning: LearningTimesView | None, together: tuple[pd.DataFrame, Mapping] | None) -> list:
+    """The model page's learning-time sections as template markup (our own autoescaped fragments)."""
+    sections = [learning_page.spectrum_section_html(learning)] if learning is not None else []
+    if together is not None:
+        sections.append(learning_page.together_section_html(*together))
+    return [trusted_html(fragment) for fragment in sections]

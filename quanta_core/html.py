@@ -75,4 +75,4 @@ def svg_markup(svg: str, what: str = "chart") -> Markup:
 def trusted_html(fragment: str) -> Markup:
     """An HTML fragment rendered by our own templates (so already escaped inside), or our own
     script file, marked safe."""
-    return Markup(fragment)  # produced by our code: dynamics_page.distribution_section_html, report.js.j2
+    return Markup(fragment)  # produced by our code: dynamics_page / learning_page sections, report.js.j2

@@ -33,6 +33,7 @@ from .learning_times import x_to_step
 TEST_NAME = ("one-sided Monte Carlo permutation test of the IQR of log10(learning step + 1); cluster labels "
              "permuted within reference-loss quantile bins; Benjamini-Hochberg FDR across clusters")
 _BATCH = 64  # permutations at a time
+PERMUTATIONS, LOSS_BINS, MIN_TOKENS, ALPHA = 999, 10, 5, 0.05  # defaults of learned_at_once
 
 
 def _inputs(indices, labels, fits, reference_losses):
@@ -97,10 +98,10 @@ def learned_at_once(
     fits,
     reference_losses: np.ndarray,
     *,
-    loss_bins: int = 10,
-    permutations: int = 999,
-    min_tokens: int = 5,
-    alpha: float = 0.05,
+    loss_bins: int = LOSS_BINS,
+    permutations: int = PERMUTATIONS,
+    min_tokens: int = MIN_TOKENS,
+    alpha: float = ALPHA,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, dict]:
     """Per-cluster test (module docstring). ``fits``: anything with ``fits["midpoint_x"]`` and

@@ -29,6 +29,7 @@ import pandas as pd
 
 from .learning_fit import FLAG_NAMES, FitSettings, bounds_for, fit_sigmoids, sigmoid_curves
 from .steps import sorted_steps, step_number
+from .store import open_table
 
 CHUNK_TOKENS = 8192
 WORKING_ARRAYS = 12  # float64 [T, chunk] arrays alive at the peak of a chunk's fit (tracemalloc: 9.3)
@@ -81,20 +82,6 @@ def read_token_fits(directory: str | os.PathLike) -> TokenFits | None:
     with open(files[2], encoding="utf-8") as f:
         summary = json.load(f)
     return TokenFits.from_tables(pd.read_parquet(files[0]), pd.read_parquet(files[1]), summary)
-
-
-def _open(name: str, table) -> tuple[np.ndarray, str]:
-    """(1-D float array, description): a path is opened memory-mapped, an array used as is."""
-    if isinstance(table, np.ndarray):
-        array, where = table, f"the array given for {name}"
-    else:
-        where = os.fspath(table)
-        if not os.path.isfile(where):
-            raise FileNotFoundError(f"loss table for {name} not found: {where}")
-        array = np.load(where, mmap_mode="r", allow_pickle=False)
-    if array.ndim != 1 or not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"loss table for {name} ({where}) must be a 1-D float array, got {array.dtype} {array.shape}")
-    return array, where
 
 
 def _read_chunk(arrays, names, wheres, start: int, stop: int) -> np.ndarray:
@@ -173,7 +160,7 @@ def fit_tables(
     if chunk_tokens < 1 or workers < 1:
         raise ValueError(f"chunk_tokens and workers must be ≥ 1, got {chunk_tokens} and {workers}")
     names = [str(n) for n, _ in tables]
-    opened = [_open(n, t) for n, t in tables]
+    opened = [open_table(t, n) for n, t in tables]
     arrays, wheres = [a for a, _ in opened], [w for _, w in opened]
     total = len(arrays[0])
     for name, array, where in zip(names, arrays, wheres):

@@ -4,6 +4,7 @@ that knows it (the IO manager, the stages run on a cluster and the library all a
 ``<cache>/corpus/<asset>…``            unpartitioned assets (corpus, filters, demo-suite summary)
 ``<cache>/<model>/<step>/<asset>…``    assets partitioned by model × step
 ``<cache>/<model>/<asset>…``           assets partitioned by model
+``<cache>/families/<family>/<step>/<asset>…``  assets partitioned by model family × step
 ``<cache>/hub``                        the demo suite's Hugging Face hub-layout repository
 
 ``<asset>…`` is the asset name plus the suffix of its stored format (:mod:`quanta_core.store`):
@@ -18,6 +19,7 @@ from pathlib import Path
 CACHE_ENV = "QUANTA_CACHE_DIR"
 PILE_ENV = "QUANTA_PILE"
 CORPUS_DIR = "corpus"
+FAMILIES_DIR = "families"
 
 
 def default_cache_dir() -> str:
@@ -35,9 +37,15 @@ def hub_dir(cache_dir: str | os.PathLike) -> Path:
     return Path(cache_dir) / "hub"
 
 
-def asset_path(cache_dir, asset: str, model: str | None = None, step: str | None = None) -> Path:
+def asset_path(cache_dir, asset: str, model: str | None = None, step: str | None = None,
+               family: str | None = None) -> Path:
     """The stored path of ``asset`` *without* its format suffix: ``<cache>/corpus/<asset>`` when
-    unpartitioned, ``<cache>/<model>/<asset>`` (model only) or ``<cache>/<model>/<step>/<asset>``."""
+    unpartitioned, ``<cache>/<model>/<asset>`` (model only), ``<cache>/<model>/<step>/<asset>``, or
+    ``<cache>/families/<family>/<step>/<asset>`` (a family of model sizes at one step)."""
+    if family is not None:
+        if model is not None or step is None:
+            raise ValueError(f"{asset}: a family partition needs a step and no model")
+        return Path(cache_dir) / FAMILIES_DIR / family / step / asset
     if step is not None and model is None:
         raise ValueError(f"{asset}: a step partition needs a model")
     if model is None:

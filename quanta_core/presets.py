@@ -16,7 +16,17 @@ DEMO_MODEL = "quanta-demo"
 
 _SIZES = ["14m", "31m", "70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b"]
 _V0_SIZES = ["70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b"]
-PYTHIA_MODELS: list[str] = (
+FAMILIES: dict[str, list[str]] = {
+    "pythia": [f"pythia-{s}" for s in _SIZES],
+    "pythia-deduped": [f"pythia-{s}-deduped" for s in _SIZES],
+    "pythia-v0": [f"pythia-{s}-v0" for s in _V0_SIZES],
+    "pythia-deduped-v0": [f"pythia-{s}-deduped-v0" for s in _V0_SIZES],
+}
+"""Model-size families (models in size order), trained on the same data in the same order: the
+current Pythia suite (10 sizes, on the Pile and the deduplicated Pile) and the original ``-v0``
+suite (8 sizes; the one arXiv 2606.29858 fits). ``token_scale_curves`` fits across one family."""
+PYTHIA_MODELS: list[str] = [model for models in FAMILIES.values() for model in models]
+MODELS: list[str] = (
     [f"pythia-{s}" for s in _SIZES]
     + [f"pythia-{s}-deduped" for s in _SIZES]
     + [f"pythia-{s}-v0" for s in _V0_SIZES]
@@ -68,6 +78,11 @@ DEMO = Preset(
 """The demo suite is small and trained briefly: few tokens are below 0.1 nats, so it selects at
 1 bit; loss tables cover the first 400 mini-Pile documents (~122k tokens, ~10 s per checkpoint on
 2 CPU cores); 1 nat separates its early (≈ ln 50,304 ≈ 10.8 nats) from its trained loss."""
+
+
+def family_of(model: str) -> str | None:
+    """The size family ``model`` belongs to (a key of :data:`FAMILIES`), or ``None`` (the demo suite)."""
+    return next((family for family, models in FAMILIES.items() if model in models), None)
 
 
 def preset_for(model: str) -> Preset:

@@ -139,6 +139,8 @@ def _cluster_entries(
             entry["learnedAt"] = extra.get("learned_at")
             entry["learnedAtStep"] = extra.get("learned_at_step")
             entry["hasSparkline"] = bool(extra.get("sparkline_svg"))
+            if extra.get("learned_together"):
+                entry["learnedTogether"] = str(extra["learned_together"])
         clusters.append(entry)
     return clusters
 
@@ -219,9 +221,10 @@ def render_report(
     ``before``/``after``: tokens of context shown before/after each target.
     ``details``: facts shown in the page's "about" table (model, step, settings…; escaped).
     ``cluster_extras``: optional ``{rank: {"learned_at": str | None, "learned_at_step": int | None,
-    "sparkline_svg": str}}`` (:func:`quanta_core.dynamics_page.report_extras`); ``sparkline_svg``
-    must be a plain ``<svg>`` drawn by our own code (it is inserted as markup); when any
-    ``learned_at_step`` is given the page offers "sort by learned-at".
+    "sparkline_svg": str, "learned_together": str}}`` (:func:`quanta_core.dynamics_page.report_extras`;
+    ``learned_together`` optional, a sentence shown as text); ``sparkline_svg`` must be a plain
+    ``<svg>`` drawn by our own code (it is inserted as markup); when any ``learned_at_step`` is given
+    the page offers "sort by learned-at".
     ``extra_sections_html``: trusted HTML fragments (our own code; one string or a list) shown as
     model-level sections; the page's Content-Security-Policy blocks scripts in them.
     """

@@ -114,6 +114,24 @@ def _read_one(path: Path) -> Any:
     raise ValueError(f"unknown stored file type: {path}")
 
 
+def open_table(table, name: str) -> tuple[np.ndarray, str]:
+    """``(1-D float array, where)`` of a loss table given as a ``.npy`` path (opened memory-mapped,
+    never pickle) or an array (used as is; a memmap is described by its file). ``name`` (e.g. the
+    step) and ``where`` name the table in errors; a clear error for a missing file or a table that is
+    not a 1-D float array."""
+    if isinstance(table, np.ndarray):
+        filename = getattr(table, "filename", None)
+        array, where = table, str(filename) if filename else f"the array given for {name}"
+    else:
+        where = os.fspath(table)
+        if not os.path.isfile(where):
+            raise FileNotFoundError(f"loss table for {name} not found: {where}")
+        array = np.load(where, mmap_mode="r", allow_pickle=False)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"loss table for {name} ({where}) must be a 1-D float array, got {array.dtype} {array.shape}")
+    return array, where
+
+
 def read_value(path: str | os.PathLike) -> Any:
     """Read what :func:`write_value` stored at ``path`` (suffix-less, or the stored file itself;
     arrays memory-mapped).

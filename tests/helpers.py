@@ -127,3 +127,35 @@ def random_documents(num_docs, max_len, alphabet, seed):
     docs = [rng.integers(0, alphabet, rng.integers(0, max_len + 1)) for _ in range(num_docs)]
     docs[:4] = [[], [7], [7, 7], [3, 3, 3, 3, 3]]
     return docs
+
+
+def train_tiny_suite(corpus, hub, hidden: int, steps, evaluate=None, layers: int = 1, heads: int = 2) -> dict:
+    """Train a tiny demo-suite GPT-NeoX (hidden size ``hidden``) on ``corpus`` with a checkpoint at
+    each of ``steps`` into ``hub`` (hub layout, repository quanta/quanta-demo); returns, for each
+    step of ``evaluate`` (default: all), ``(per-token losses float32 [G] nats, parameter count from
+    torch, snapshot dir)``."""
+    from quanta_core.checkpoints import load_checkpoint, resolve_checkpoint
+    from quanta_core.demo_suite import DemoSuiteConfig, train_demo_suite
+    from quanta_core.losses import token_losses
+
+    config = DemoSuiteConfig(hidden_size=hidden, num_layers=layers, num_heads=heads, steps=tuple(steps),
+                             batch_tokens=512, warmup_steps=4, learning_rate=1e-2, curve_every_nth_document=6,
+                             stats_every_nth_document=6)
+    train_demo_suite(corpus, hub, config, seed=0)
+    out = {}
+    for step in steps if evaluate is None else evaluate:
+        model = load_checkpoint("quanta-demo", step, hub_cache_dir=hub, device="cpu").model
+        snapshot = resolve_checkpoint("quanta-demo", step, cache_dir=hub, offline=True)[2]
+        out[step] = (token_losses(model, corpus), sum(p.numel() for p in model.parameters()), snapshot)
+    return out
+
+
+def tiny_minipile_corpus(directory, documents: int = 24):
+    """The first ``documents`` documents of the embedded mini-Pile as a CanonicalCorpus (Pythia's tokenizer)."""
+    from quanta_core.canonical import build_canonical
+    from quanta_core.corpus import read_pile, write_pile
+    from quanta_core.minipile import minipile_documents
+    from quanta_core.tokenizer import load_tokenizer
+
+    pile = write_pile(Path(directory) / "mini.jsonl.zst", minipile_documents(40)[:documents])
+    return build_canonical(read_pile(pile), load_tokenizer())

@@ -11,7 +11,7 @@ import dagster as dg
 from quanta_assets.automation import follow_upstream, follow_upstream_aggregate
 from quanta_assets.campaigns import Campaign
 from quanta_assets.code_versions import with_settings_code_version
-from quanta_assets.partitions import checkpoint_partitions, model_partitions
+from quanta_assets.partitions import FAMILY_MODELS, checkpoint_partitions, family_step_partitions, model_partitions
 from quanta_assets.placement import GPU_POOL
 from quanta_assets.schedules import campaign_schedule
 from quanta_assets.settings import SettingsResource
@@ -74,10 +74,37 @@ def quanta_training_dynamics():
 ALL = [pile_canonical, model_checkpoint, pile_losses, quanta_similarity, quanta_clusters, quanta_training_dynamics]
 
 
-def make_defs(num_documents=10, num_clusters=None, device="cpu") -> dg.Definitions:
+@dg.asset(code_version="1", description="learning times", partitions_def=model_partitions,
+          deps=[dg.AssetDep(pile_losses, partition_mapping=_BY_MODEL)],
+          automation_condition=follow_upstream_aggregate())
+def token_learning_times():
+    return dg.MaterializeResult()
+
+
+@dg.asset(code_version="1", description="scale curves", partitions_def=family_step_partitions,
+          deps=[dg.AssetDep(pile_losses, partition_mapping=FAMILY_MODELS)],
+          automation_condition=follow_upstream_aggregate())
+def token_scale_curves():
+    return dg.MaterializeResult()
+
+
+@dg.asset(name="quanta_training_dynamics", code_version="1", description="dynamics", partitions_def=model_partitions,
+          deps=[dg.AssetDep(quanta_clusters, partition_mapping=_BY_MODEL), token_learning_times],
+          automation_condition=follow_upstream_aggregate())
+def dynamics_with_learning_times():
+    return dg.MaterializeResult()
+
+
+WITH_LEARNING = [*ALL[:-1], token_learning_times, token_scale_curves, dynamics_with_learning_times]
+
+
+def make_defs(num_documents=10, num_clusters=None, device="cpu", learning_times=False) -> dg.Definitions:
+    """The toy graph; ``learning_times``: with the learning-time assets (token_learning_times read by
+    the dynamics, token_scale_curves per family × step)."""
     resources = {"losses": LossSettings(num_documents=num_documents, device=device),
                  "cluster_settings": ClusterSettings(num_clusters=num_clusters)}
-    return dg.Definitions(assets=[with_settings_code_version(a, resources) for a in ALL],
+    assets = WITH_LEARNING if learning_times else ALL
+    return dg.Definitions(assets=[with_settings_code_version(a, resources) for a in assets],
                           asset_checks=[pile_losses_nonempty], resources=resources)
 
 

@@ -6,26 +6,23 @@ reference step's are followed); steps never materialized are left out.
 """
 
 import time
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from quanta_assets.automation import follow_upstream_aggregate
-from quanta_assets.io_manager import partition_parts
+from quanta_assets.io_manager import by_step
 from quanta_assets.partitions import BY_MODEL, model_partitions
 from quanta_assets.resources import PileSource
 from quanta_assets.settings import TrainingDynamicsSettings
-from quanta_core import dynamics, dynamics_page
-from quanta_core.steps import sorted_steps, step_number
+from quanta_core import dynamics, dynamics_page, learning_page
+from quanta_core.learning_clusters import learned_at_once
+from quanta_core.learning_page import LearningTimesView
+from quanta_core.steps import step_number
 
 _EVERY_STEP = {"partition_mapping": BY_MODEL, "metadata": {"allow_missing_partitions": True}}
-
-
-def _by_step(partitions: dict) -> dict:
-    """``{"<model>|<step>": value}`` → ``{"<step>": value}`` in step order."""
-    values = {partition_parts(key)[1]: value for key, value in partitions.items()}
-    return {step: values[step] for step in sorted_steps(values)}
 
 
 def cluster_assignment(clusters: dict, where: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -65,11 +62,47 @@ def _reference_step(model: str, clusters: dict, settings: TrainingDynamicsSettin
     return list(clusters)[-1]
 
 
+def _learned_together(context, learning_dir, indices, labels, reference_table, settings: TrainingDynamicsSettings):
+    """``(LearningTimesView, table, summary)`` of the learned-at-once test on the reference step's
+    clusters, or ``(None, None, None)`` when the model has no ``token_learning_times``."""
+    if learning_dir is None:
+        context.log.info("no token_learning_times of this model: the page has no learning-time spectrum and no "
+                         "learned-at-once test")
+        return None, None, None
+    view = LearningTimesView.read(learning_dir)
+    reference_losses = np.asarray(reference_table[indices], dtype=np.float64)  # each clustered token's loss, nats
+    table, summary = learned_at_once(indices, labels, view.fits, reference_losses, loss_bins=settings.loss_bins,
+                                     permutations=settings.permutations, min_tokens=settings.min_cluster_tokens,
+                                     alpha=settings.alpha, seed=settings.permutation_seed)
+    context.log.info(learning_page.together_sentence(summary))
+    return view, table, summary
+
+
+def _together_metadata(view, summary) -> dict:
+    if summary is None:
+        return {"learned_together": False}
+    keys = ("tested", "tighter", "fraction_tighter", "fraction_p_below_alpha", "median_ratio", "global_p_value",
+            "permutations", "loss_bins", "alpha")
+    return {
+        "learned_together": True,
+        "learned_together_test": summary["test"],
+        "learned_together_baseline": learning_page.BASELINE,
+        **{f"learned_together_{k}": round(v, 4) if isinstance(v, float) else v
+           for k, v in summary.items() if k in keys},
+        "learning_reconstruction_error": round(view.spectrum_summary["reconstruction_error"], 4),
+    }
+
+
 @dg.asset(
     partitions_def=model_partitions,
-    ins={"quanta_clusters": dg.AssetIn(**_EVERY_STEP), "pile_losses": dg.AssetIn(**_EVERY_STEP)},
+    ins={
+        "quanta_clusters": dg.AssetIn(**_EVERY_STEP),
+        "pile_losses": dg.AssetIn(**_EVERY_STEP),
+        # the model's token learning times (optional): the spectrum and the learned-at-once test
+        "token_learning_times": dg.AssetIn(metadata={"allow_missing_partitions": True, "as_path": True}),
+    },
     group_name="dynamics",
-    code_version="1",
+    code_version="2",
     automation_condition=follow_upstream_aggregate(),
     description=(
         "Quanta across training. The clusters of a reference checkpoint (setting; default the latest "
@@ -80,14 +113,19 @@ def _reference_step(model: str, clusters: dict, settings: TrainingDynamicsSettin
         "(one row per cluster: learned_at step name or null, learned_at_step, first_loss, last_loss, "
         "threshold_nats, statistic; a cluster is learned at the first step from which its mean loss "
         "stays strictly below the threshold at every later step), `summary.json` (reference step, "
-        "steps, settings) and `page.html` (distribution of learned-at steps and a sortable table of "
-        "clusters with loss-over-training sparklines)."
+        "steps, settings) and `page.html` (the model page: distribution of learned-at steps, the learning-time "
+        "spectrum, the learned-at-once test and a sortable table of clusters with loss-over-training "
+        "sparklines). With token_learning_times of the model: `learned_together.parquet` (per cluster: n, n_fit, "
+        "tested, median_step, iqr and null_iqr_median in decades, ratio, p_value, q_value, tighter) and "
+        "`learned_together_summary.json` — are a cluster's tokens learned more tightly together than random "
+        "groups of the same size and loss? (stratified permutation test, Benjamini–Hochberg across clusters)."
     ),
 )
 def quanta_training_dynamics(
     context: dg.AssetExecutionContext,
     quanta_clusters: dict,
     pile_losses: dict,
+    token_learning_times: Path | None,
     pile: PileSource,
     dynamics_settings: TrainingDynamicsSettings,
 ) -> dict:
@@ -95,7 +133,7 @@ def quanta_training_dynamics(
     if settings.statistic not in dynamics.STATISTICS:
         raise ValueError(f"dynamics_settings.statistic must be one of {dynamics.STATISTICS}, "
                          f"got {settings.statistic!r}")
-    clusters, tables = _by_step(quanta_clusters), _by_step(pile_losses)
+    clusters, tables = by_step(quanta_clusters), by_step(pile_losses)
     reference = _reference_step(model, clusters, settings)
     indices, labels, tokens = cluster_assignment(clusters[reference], f"{model} {reference}")
     if not tables:
@@ -110,6 +148,10 @@ def quanta_training_dynamics(
     curves = dynamics.cluster_loss_curves(indices, labels, tables, progress=_step_progress(context, len(steps)))
     threshold = settings.threshold_for(model)
     learned = dynamics.learned_at(curves, threshold, statistic=settings.statistic)
+    if reference not in tables:
+        raise FileNotFoundError(f"no pile_losses of {model} at the reference step {reference}")
+    view, together, together_summary = _learned_together(context, token_learning_times, indices, labels,
+                                                         tables[reference], settings)
     used = {"threshold_nats": threshold, "threshold_default": settings.threshold_nats is None,
             "statistic": settings.statistic, "reference_step": reference,
             "reference_default": settings.reference_step is None, "top_tokens": settings.top_tokens}
@@ -117,6 +159,7 @@ def quanta_training_dynamics(
         model, reference, curves, learned, settings=used,
         top_tokens=_top_tokens(tokens, settings.top_tokens, pile.tokenizer_path),
         report_href=f"../{reference}/quanta_report.html",
+        learning=view, together=None if together is None else (together, together_summary),
     )
     summary = {"model": model, "reference_step": reference, "steps": steps, "num_clusters": int(len(learned)),
                "num_tokens": int(len(indices)), "num_learned": int(learned["learned_at_step"].notna().sum()),
@@ -129,9 +172,13 @@ def quanta_training_dynamics(
             "learned_at_histogram": dg.MetadataValue.md(histogram.to_markdown(index=False)),
             "loss_table_entries": max(sizes.values()), "seconds": round(time.perf_counter() - started, 2),
             **{f"setting_{k}": v for k, v in used.items()},
+            **_together_metadata(view, together_summary),
         }
     )
-    return {"curves": curves, "learned_at": learned, "summary": summary, "page": page}
+    out = {"curves": curves, "learned_at": learned, "summary": summary, "page": page}
+    if together is not None:
+        out.update(learned_together=together, learned_together_summary=together_summary)
+    return out
 
 
 def _step_progress(context, total: int):

@@ -17,7 +17,7 @@ from quanta_core.tokenizer import load_tokenizer
 @dg.asset(
     partitions_def=checkpoint_partitions,
     group_name="quanta",
-    code_version="2",
+    code_version="3",  # 3: each cluster panel shows its learned-together sentence
     automation_condition=follow_upstream(),
     ins={
         "quanta_clusters": dg.AssetIn(),
@@ -34,7 +34,9 @@ from quanta_core.tokenizer import load_tokenizer
         "by cluster number or predicted token; per cluster its size, loss, predicted tokens and samples "
         "with 300 tokens of context before the highlighted target. When quanta_training_dynamics of "
         "the model follows this step's clusters, each cluster also shows its loss over training "
-        "(sparkline) and learned-at step, sortable, plus the distribution of learned-at steps. "
+        "(sparkline) and learned-at step, sortable, plus the distribution of learned-at steps; with the model's "
+        "token_learning_times, each cluster also says whether its tokens are learned together (IQR of their "
+        "learning times vs random groups of the same size and loss, permutation p and BH q). "
         "File `<cache>/<model>/<step>/quanta_report.html`; open it in a browser."
     ),
 )

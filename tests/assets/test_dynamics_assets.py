@@ -36,12 +36,14 @@ def _write_upstream(cache, model="quanta-demo"):
 
 
 def _upstream_specs():
-    """quanta_clusters and pile_losses as model × step assets stored outside the run (written above)."""
+    """quanta_clusters and pile_losses as model × step assets stored outside the run (written above),
+    and token_learning_times (per model, not materialized: the dynamics do without)."""
     import dagster as dg
 
-    from quanta_assets.partitions import checkpoint_partitions
+    from quanta_assets.partitions import checkpoint_partitions, model_partitions
 
-    return [dg.AssetSpec(k, partitions_def=checkpoint_partitions) for k in ("quanta_clusters", "pile_losses")]
+    return [*(dg.AssetSpec(k, partitions_def=checkpoint_partitions) for k in ("quanta_clusters", "pile_losses")),
+            dg.AssetSpec("token_learning_times", partitions_def=model_partitions)]
 
 
 def _materialize(cache, **settings):
@@ -121,7 +123,8 @@ def test_lineage_maps_every_step_of_the_model(cache_dir):
     parents = {dg.AssetKey("quanta_clusters"), dg.AssetKey("pile_losses")}
     # with the upstream stages as model × step assets, one model maps to all of its 154 steps
     upstream = [dg.AssetSpec(k, partitions_def=checkpoint_partitions) for k in parents]
-    graph = dg.Definitions(assets=[*upstream, quanta_training_dynamics],
+    learning = dg.AssetSpec("token_learning_times", partitions_def=model_partitions)
+    graph = dg.Definitions(assets=[*upstream, learning, quanta_training_dynamics],
                            resources=_resources(cache_dir)).resolve_asset_graph()
     for parent in parents:
         mapped = graph.get_partition_mapping(key, parent).get_upstream_mapped_partitions_result_for_partitions(

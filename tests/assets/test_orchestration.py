@@ -14,8 +14,8 @@ from dagster._core.test_utils import create_run_for_test
 
 from quanta_assets.campaigns import Campaign, campaign_from_dict, load_campaigns
 from quanta_assets.code_versions import base_code_version, settings_digest
-from quanta_assets.demo import plan_runs
-from quanta_assets.partitions import checkpoint_key, model_partitions
+from quanta_assets.demo import SKIPPED_PARTITIONS, plan_runs, skipped_assets
+from quanta_assets.partitions import checkpoint_key, family_step_partitions, model_partitions
 from quanta_assets.placement import GPU_POOL
 from quanta_assets.schedules import CAMPAIGN_TAG, POOL_TAG, campaign_progress, campaign_schedule
 from quanta_assets.settings import SettingsResource
@@ -332,6 +332,26 @@ def test_demo_plan_runs_in_topological_order_and_skips_what_is_up_to_date(instan
     runs, _ = plan_runs(instance, changed.resolve_asset_graph(), steps)
     assert [(r.partition, [k.to_user_string() for k in r.keys]) for r in runs] == [
         (pk("pythia-70m", "step2000"), ["quanta_clusters"]), ("pythia-70m", ["quanta_training_dynamics"])]
+
+
+def test_demo_plan_with_learning_times_skips_the_family_assets(instance, monkeypatch):
+    steps = ["step1000", "step2000"]
+    defs = make_defs(learning_times=True)
+    graph = defs.resolve_asset_graph()
+    monkeypatch.setattr("quanta_assets.demo.DEMO_MODEL", "pythia-70m")
+    runs, _ = plan_runs(instance, graph, steps)
+    labels = [(r.partition, [k.to_user_string() for k in r.keys]) for r in runs]
+    assert labels[-1] == ("pythia-70m", ["token_learning_times", "quanta_training_dynamics"])  # one run, in order
+    assert all("token_scale_curves" not in keys for _, keys in labels)
+    assert skipped_assets(graph) == {"token_scale_curves": SKIPPED_PARTITIONS[family_step_partitions]}
+    for run in runs:
+        materialize(defs, [k.to_user_string() for k in run.keys], run.partition, instance)
+    assert plan_runs(instance, graph, steps)[0] == []
+    # a newer loss table: the learning times and the dynamics that read them follow, in one run
+    materialize(defs, ["model_checkpoint", "pile_losses"], pk("pythia-70m", "step1000"), instance)
+    runs, _ = plan_runs(instance, graph, steps)
+    assert [(r.partition, [k.to_user_string() for k in r.keys]) for r in runs] == [
+        ("pythia-70m", ["token_learning_times", "quanta_training_dynamics"])]
 
 
 def test_all_pythia_steps_are_partitions():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from learning_synthetic import PYTHIA_X, trajectories
 
-from quanta_core.learning_charts import learned_together_svg, scale_histogram_svg, spectrum_svg
+from quanta_core.charts import learned_together_svg, scale_histogram_svg, spectrum_svg
 from quanta_core.learning_clusters import learned_at_once
 from quanta_core.learning_spectrum import learning_time_spectrum
 from quanta_core.learning_times import fit_learning_times

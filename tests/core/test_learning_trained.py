@@ -2,6 +2,7 @@
 of six sizes at one step (the scale fit). Checked against independent computations: the tables'
 own means and scipy.optimize.curve_fit on sampled tokens."""
 
+import json
 import warnings
 
 import numpy as np
@@ -14,38 +15,24 @@ from quanta_core.learning_scale import TRANSITION, fit_scale_curves, gptneox_par
 from quanta_core.learning_spectrum import learning_time_spectrum
 from quanta_core.learning_times import fit_learning_times, step_positions
 
+from helpers import tiny_minipile_corpus, train_tiny_suite
+
 STEPS = ("step0", "step1", "step2", "step4", "step8", "step16", "step32", "step64")
 SIZES = (8, 12, 16, 24, 32, 48)  # hidden sizes of the family
 
 
 def _train(corpus, hub, hidden, steps):
-    from quanta_core.checkpoints import load_checkpoint
-    from quanta_core.demo_suite import DemoSuiteConfig, train_demo_suite
-    from quanta_core.losses import token_losses
-
-    config = DemoSuiteConfig(hidden_size=hidden, num_layers=1, num_heads=2, steps=steps, batch_tokens=512,
-                             warmup_steps=4, learning_rate=1e-2, curve_every_nth_document=6,
-                             stats_every_nth_document=6)
-    train_demo_suite(corpus, hub, config, seed=0)
-    out = {}
-    for step in steps[1:] if len(steps) == 2 else steps:
-        model = load_checkpoint("quanta-demo", step, hub_cache_dir=hub, device="cpu").model
-        count = sum(p.numel() for p in model.parameters())
-        assert gptneox_parameter_count(model.config.to_dict()) == count  # the formula, against torch
-        out[step] = (token_losses(model, corpus), count)
-    return out
+    trained = train_tiny_suite(corpus, hub, hidden, steps, evaluate=steps[1:] if len(steps) == 2 else steps)
+    for _, count, snapshot in trained.values():
+        config = json.loads((snapshot / "config.json").read_text())
+        assert gptneox_parameter_count(config) == count  # the formula, against torch
+    return {step: (losses, count) for step, (losses, count, _) in trained.items()}
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from quanta_core.canonical import build_canonical
-    from quanta_core.corpus import read_pile, write_pile
-    from quanta_core.minipile import minipile_documents
-    from quanta_core.tokenizer import load_tokenizer
-
     root = tmp_path_factory.mktemp("learning")
-    corpus = build_canonical(read_pile(write_pile(root / "mini.jsonl.zst", minipile_documents(40)[:24])),
-                             load_tokenizer())
+    corpus = tiny_minipile_corpus(root)
     suite = {step: losses for step, (losses, _) in _train(corpus, root / "suite", 32, STEPS).items()}
     family = {}
     for hidden in SIZES:
