@@ -1,0 +1,185 @@
+"""A stage as a Slurm job: Dagster Pipes through files in the shared cache, ``sbatch --wait``.
+
+The Dagster step opens a Pipes session whose context and message files lie in a fresh directory
+under ``<cache>/.pipes/``, submits ``python -m quanta_assets.compute.payload`` with ``sbatch
+--wait`` (Slurm waits; the step's thread blocks on it) and streams the job's log lines into the
+step's log as they arrive. Afterwards Slurm's controller (``scontrol``; ``sacct`` once it has
+forgotten the job) gives the job's state, node and times. Interrupting the step (the run is
+terminated) cancels the job with ``scancel``. A job that did not end COMPLETED fails the step with
+Slurm's state, the Python error and the tail of the job's stderr. The Pipes directory is removed in
+every case; the job's stdout/stderr stay in ``<cache>/.slurm-logs/`` (logs, read by no asset).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+
+PAYLOAD_MODULE = "quanta_assets.compute.payload"
+STDERR_TAIL_CHARS = 3000
+
+
+@dataclass(frozen=True)
+class SlurmJobSpec:
+    """What to ask Slurm for (``None``: the cluster's default). ``time_limit`` in Slurm's format
+    (``"30"`` minutes, ``"4:00:00"``); ``memory`` as ``--mem`` (``"32G"``)."""
+
+    python: str
+    partition: str | None = None
+    account: str | None = None
+    gpus: int = 1
+    cpus: int | None = None
+    memory: str | None = None
+    time_limit: str | None = None
+    extra_args: tuple[str, ...] = ()
+
+    def sbatch_command(self, name: str, logs: Path) -> list[str]:
+        """The ``sbatch --wait`` command line for job ``name``, logs in ``logs/<name>.{out,err}``."""
+        cmd = ["sbatch", "--wait", "--parsable", "--no-requeue", f"--job-name={name}",
+               f"--output={logs / name}.out", f"--error={logs / name}.err"]
+        options = {"partition": self.partition, "account": self.account, "cpus-per-task": self.cpus,
+                   "mem": self.memory, "time": self.time_limit}
+        cmd += [f"--{key}={value}" for key, value in options.items() if value is not None]
+        if self.gpus:
+            cmd.append(f"--gres=gpu:{self.gpus}")
+        cmd += list(self.extra_args)
+        return cmd + ["--wrap", f"exec {shlex.quote(self.python)} -m {PAYLOAD_MODULE}"]
+
+
+@dataclass
+class SlurmJobInfo:
+    """Slurm's record of a finished job (from ``scontrol show job`` or ``sacct``)."""
+
+    job_id: str
+    state: str = "UNKNOWN"
+    exit_code: str = ""
+    node: str = ""
+    reason: str = ""
+    submit: datetime | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    tres: str = ""
+    raw: dict = field(default_factory=dict)
+
+    def metadata(self) -> dict:
+        """Dagster metadata: job id, state, node, queue wait and run time (s), allocated TRES."""
+        out = {"slurm_job_id": self.job_id, "slurm_state": self.state, "slurm_node": self.node,
+               "slurm_tres": self.tres}
+        if self.submit and self.start:
+            out["slurm_queue_wait_s"] = dg.MetadataValue.float((self.start - self.submit).total_seconds())
+        if self.start and self.end:
+            out["slurm_run_time_s"] = dg.MetadataValue.float((self.end - self.start).total_seconds())
+        return out
+
+
+def _time(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:  # "Unknown", "None"
+        return None
+
+
+def job_info(job_id: str) -> SlurmJobInfo:
+    """The controller's record of ``job_id`` (kept ``MinJobAge`` s after the end), else accounting's."""
+    proc = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=60)
+    if proc.returncode == 0 and proc.stdout.strip():
+        fields = dict(item.split("=", 1) for item in shlex.split(proc.stdout) if "=" in item)
+        return SlurmJobInfo(job_id, fields.get("JobState", "UNKNOWN"), fields.get("ExitCode", ""),
+                            fields.get("BatchHost") or fields.get("NodeList", ""), fields.get("Reason", ""),
+                            _time(fields.get("SubmitTime")), _time(fields.get("StartTime")),
+                            _time(fields.get("EndTime")), fields.get("AllocTRES") or fields.get("TRES", ""), fields)
+    return _sacct_info(job_id)
+
+
+def _sacct_info(job_id: str) -> SlurmJobInfo:
+    columns = ["State", "ExitCode", "NodeList", "Reason", "Submit", "Start", "End", "AllocTRES"]
+    proc = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", ",".join(columns)],
+                          capture_output=True, text=True, timeout=60)
+    rows = [line.split("|") for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode != 0 or not rows:
+        return SlurmJobInfo(job_id, reason=f"neither scontrol nor sacct know job {job_id}: {proc.stderr.strip()}")
+    f = dict(zip(columns, rows[0]))
+    return SlurmJobInfo(job_id, f["State"].split()[0], f["ExitCode"], f["NodeList"], f["Reason"],
+                        _time(f["Submit"]), _time(f["Start"]), _time(f["End"]), f["AllocTRES"], f)
+
+
+def cancel(job_id: str | None, name: str) -> None:
+    """``scancel`` the job (by id when known, else by its unique name)."""
+    target = [job_id] if job_id else [f"--name={name}"]
+    subprocess.run(["scancel", *target], capture_output=True, text=True, timeout=60)
+
+
+def submit_and_wait(cmd: list[str], env: dict, name: str, log) -> tuple[str, int, str]:
+    """Run ``sbatch --wait``; returns (job id, sbatch's exit code, its stderr). Cancels the job if
+    interrupted (the run was terminated) and re-raises."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # a Ctrl-C/termination reaches us, not sbatch
+    job_id = None
+    try:
+        first = proc.stdout.readline().strip()
+        job_id = first.split(";")[0] or None
+        if job_id:
+            log(f"submitted Slurm job {job_id} ({name})")
+        out, err = proc.communicate()
+    except BaseException:
+        log(f"interrupted: cancelling Slurm job {job_id or name}")
+        cancel(job_id, name)
+        proc.kill()
+        proc.wait()
+        raise
+    if not job_id:
+        raise dg.Failure(f"sbatch did not submit the job (exit {proc.returncode}): {err.strip() or out.strip()}")
+    return job_id, proc.returncode, err
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-STDERR_TAIL_CHARS:]
+    except OSError as e:
+        return f"(no stderr file: {e})"
+
+
+def run_as_slurm_job(context, spec: SlurmJobSpec, stage: str, params: dict, pipes_root: Path) -> dg.MaterializeResult:
+    """Run ``stage(params)`` as a Slurm job through Dagster Pipes; see the module docstring."""
+    name = f"quanta-{stage.rsplit(':', 1)[-1]}-{uuid.uuid4().hex[:12]}"
+    pipes_dir, logs = pipes_root / ".pipes" / name, pipes_root / ".slurm-logs"
+    pipes_dir.mkdir(parents=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        with dg.open_pipes_session(
+            context=context, extras={"stage": stage, "params": params},
+            context_injector=dg.PipesFileContextInjector(str(pipes_dir / "context.json")),
+            message_reader=dg.PipesFileMessageReader(str(pipes_dir / "messages.jsonl")),
+        ) as session:
+            env = {**os.environ, **session.get_bootstrap_env_vars()}
+            job_id, code, sbatch_err = submit_and_wait(spec.sbatch_command(name, logs), env, name, context.log.info)
+            info = job_info(job_id)
+            if code != 0 or info.state != "COMPLETED":
+                raise _failure(info, code, session.get_custom_messages(), logs / f"{name}.err", sbatch_err)
+            results = session.get_results(metadata={**info.metadata(), "compute_backend": "slurm"})
+    finally:
+        shutil.rmtree(pipes_dir, ignore_errors=True)
+    materializations = [r for r in results if isinstance(r, dg.MaterializeResult)]
+    if len(materializations) != 1:
+        raise dg.Failure(f"Slurm job {job_id}: expected one materialization, got {len(materializations)}")
+    return materializations[0]
+
+
+def _failure(info: SlurmJobInfo, code: int, messages, stderr: Path, sbatch_err: str) -> dg.Failure:
+    errors = [m["error"] for m in messages if isinstance(m, dict) and "error" in m]
+    lines = [f"Slurm job {info.job_id} ended {info.state} (exit code {info.exit_code or code}) "
+             f"on {info.node or '?'}" + (f", reason {info.reason}" if info.reason not in ("", "None") else "")]
+    if errors:
+        lines.append(f"Python error: {errors[-1]}")
+    if sbatch_err.strip():
+        lines.append(f"sbatch: {sbatch_err.strip()[-500:]}")
+    lines.append(f"--- tail of {stderr} ---\n{_tail(stderr)}")
+    return dg.Failure(description="\n".join(lines), metadata=info.metadata())
