@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import traceback
 
 from dagster_pipes import PipesContext, open_dagster_pipes
@@ -31,12 +32,14 @@ def run(pipes: PipesContext) -> None:
     stage, params = pipes.get_extra("stage"), pipes.get_extra("params")
     pipes.log.info(f"stage {stage} on {socket.gethostname()} (pid {os.getpid()}, "
                    f"Slurm job {os.environ.get('SLURM_JOB_ID', '?')})")
+    started = time.monotonic()
     try:
         metadata = run_stage(stage, params, pipes.log.info)
     except BaseException as e:
         pipes.report_custom_message({"error": "".join(traceback.format_exception_only(e)).strip()})
         raise
-    metadata = {**metadata, "compute_host": socket.gethostname(), "compute_pid": os.getpid()}
+    metadata = {**metadata, "stage_seconds": time.monotonic() - started, "compute_host": socket.gethostname(),
+                "compute_pid": os.getpid()}
     pipes.report_asset_materialization(metadata=metadata)
 
 

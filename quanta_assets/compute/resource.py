@@ -15,6 +15,7 @@ import os
 import shlex
 import socket
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -116,7 +117,9 @@ def _run_in_process(context, stage: str, params: dict, backend: str) -> dg.Mater
     where = {"compute_backend": backend, "compute_host": socket.gethostname(), "compute_pid": os.getpid()}
     if backend == "celery":
         where["celery_worker"] = _celery_worker()
+    started = time.monotonic()
     metadata = to_dagster_metadata(run_stage(stage, params, context.log.info))
+    where["stage_seconds"] = dg.MetadataValue.float(time.monotonic() - started)
     return dg.MaterializeResult(metadata={**metadata, **where})
 
 

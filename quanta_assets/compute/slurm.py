@@ -16,6 +16,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -87,16 +88,39 @@ def _time(value: str | None) -> datetime | None:
         return None
 
 
+ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING",
+                 "SIGNALING", "STAGE_OUT", "STOPPED", "UNKNOWN"}
+ACCOUNTING_SETTLE_S = 60
+
+
 def job_info(job_id: str) -> SlurmJobInfo:
-    """The controller's record of ``job_id`` (kept ``MinJobAge`` s after the end), else accounting's."""
+    """Slurm's final record of ``job_id``, once ``sbatch --wait`` has returned.
+
+    The controller's (``scontrol``) when final; while it still shows COMPLETING (processes being
+    killed after a time limit) or has forgotten the job (after ``MinJobAge``), accounting's
+    (``sacct``), which holds the base state (TIMEOUT, NODE_FAIL …) from the job's end; accounting
+    is given up to ``ACCOUNTING_SETTLE_S`` s to record it.
+    """
+    info = _scontrol_info(job_id)
+    if info is not None and info.state not in ACTIVE_STATES:
+        return info
+    deadline = time.monotonic() + ACCOUNTING_SETTLE_S
+    while True:
+        info = _sacct_info(job_id)
+        if info.state not in ACTIVE_STATES or time.monotonic() > deadline:
+            return info
+        time.sleep(1)
+
+
+def _scontrol_info(job_id: str) -> SlurmJobInfo | None:
     proc = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=60)
-    if proc.returncode == 0 and proc.stdout.strip():
-        fields = dict(item.split("=", 1) for item in shlex.split(proc.stdout) if "=" in item)
-        return SlurmJobInfo(job_id, fields.get("JobState", "UNKNOWN"), fields.get("ExitCode", ""),
-                            fields.get("BatchHost") or fields.get("NodeList", ""), fields.get("Reason", ""),
-                            _time(fields.get("SubmitTime")), _time(fields.get("StartTime")),
-                            _time(fields.get("EndTime")), fields.get("AllocTRES") or fields.get("TRES", ""), fields)
-    return _sacct_info(job_id)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return None
+    f = dict(item.split("=", 1) for item in shlex.split(proc.stdout) if "=" in item)
+    return SlurmJobInfo(job_id, f.get("JobState", "UNKNOWN"), f.get("ExitCode", ""),
+                        f.get("BatchHost") or f.get("NodeList", ""), f.get("Reason", ""),
+                        _time(f.get("SubmitTime")), _time(f.get("StartTime")), _time(f.get("EndTime")),
+                        f.get("AllocTRES") or f.get("TRES", ""), f)
 
 
 def _sacct_info(job_id: str) -> SlurmJobInfo:
@@ -153,6 +177,7 @@ def run_as_slurm_job(context, spec: SlurmJobSpec, stage: str, params: dict, pipe
     pipes_dir, logs = pipes_root / ".pipes" / name, pipes_root / ".slurm-logs"
     pipes_dir.mkdir(parents=True)
     logs.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     try:
         with dg.open_pipes_session(
             context=context, extras={"stage": stage, "params": params},
@@ -164,7 +189,8 @@ def run_as_slurm_job(context, spec: SlurmJobSpec, stage: str, params: dict, pipe
             info = job_info(job_id)
             if code != 0 or info.state != "COMPLETED":
                 raise _failure(info, code, session.get_custom_messages(), logs / f"{name}.err", sbatch_err)
-            results = session.get_results(metadata={**info.metadata(), "compute_backend": "slurm"})
+            wall = dg.MetadataValue.float(time.monotonic() - started)  # submit → results in hand
+            results = session.get_results(metadata={**info.metadata(), "slurm_wall_s": wall, "compute_backend": "slurm"})
     finally:
         shutil.rmtree(pipes_dir, ignore_errors=True)
     materializations = [r for r in results if isinstance(r, dg.MaterializeResult)]

@@ -16,7 +16,7 @@ from quanta_assets.compute.resource import ComputeResource
 from quanta_core.atomic import save_npy
 from quanta_core.paths import default_cache_dir
 
-PARTITIONS = dg.StaticPartitionsDefinition([f"s{i}" for i in range(6)])
+PARTITIONS = dg.StaticPartitionsDefinition([f"s{i}" for i in range(8)])
 STAGE = "cluster_stages:tiny_losses"
 
 
@@ -47,6 +47,7 @@ def tiny_tokens(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 class TinyConfig(dg.Config):
     sleep_s: float = 0.0
+    hold_while: str = ""
     fail: bool = False
 
 
@@ -55,11 +56,11 @@ def tiny_losses(context: dg.AssetExecutionContext, config: TinyConfig, compute: 
     """Per-token losses of a tiny GPT-NeoX, computed by the ``compute`` backend."""
     folder = partition_dir(context.partition_key)
     params = {"tokens": str(folder / "tokens.npy"), "out": str(folder / "losses.npy"),
-              "seed": int(context.partition_key[1:]), "sleep_s": config.sleep_s, "fail": config.fail}
+              "seed": int(context.partition_key[1:]), "sleep_s": config.sleep_s, "hold_while": config.hold_while, "fail": config.fail}
     return compute.run(context, STAGE, params, model="tiny")
 
 
-tiny_job = dg.define_asset_job("tiny_job", selection=[tiny_tokens, tiny_losses], partitions_def=PARTITIONS)
+tiny_job = dg.define_asset_job("tiny_job", selection=[tiny_tokens, tiny_losses])
 
 defs = dg.Definitions(assets=[tiny_tokens, tiny_losses], jobs=[tiny_job], resources={"compute": ComputeResource()},
                       executor=executor_for_backend())

@@ -2,13 +2,15 @@
 
 ``tiny_losses``: per-token cross-entropy (nats) of a tiny random GPT-NeoX (seeded by the partition)
 on the token ids the ``tiny_tokens`` asset wrote; saved atomically as ``.npy`` float32 [B, T-1].
-Test knobs in ``params``: ``sleep_s`` (sleep first, logging each second: for terminate/kill/time
-limit tests), ``fail`` (raise ``ValueError``).
+Test knobs in ``params``: ``sleep_s`` (sleep first, up to that many seconds, logging each second:
+for terminate/kill/time-limit tests), ``hold_while`` (a path: stop sleeping once it is gone),
+``fail`` (raise ``ValueError``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 
 import numpy as np
@@ -30,7 +32,10 @@ def tiny_losses(params: dict, log) -> dict:
 
     from quanta_core.atomic import save_npy
 
+    hold = params.get("hold_while")
     for second in range(int(params.get("sleep_s", 0))):
+        if hold and not os.path.exists(hold):
+            break
         log(f"sleeping {second + 1}/{params['sleep_s']} s")
         time.sleep(1)
     if params.get("fail"):

@@ -8,10 +8,10 @@ and, on request, ``redis-server`` without persistence. Needs root (Slurm's daemo
 here) and the Debian packages of ``scripts/install-cluster-deps.sh``. Not for production: a real
 cluster is the one the standard ``SLURM_CONF`` names.
 
-    python scripts/test_cluster.py start /tmp/quanta-cluster   # prints the environment to use
-    python scripts/test_cluster.py stop /tmp/quanta-cluster
+    python scripts/local_cluster.py start /tmp/quanta-cluster   # prints the environment to use
+    python scripts/local_cluster.py stop /tmp/quanta-cluster
 
-From Python (the test fixtures, the benchmark): ``TestCluster(root).start()`` … ``.stop()``.
+From Python (the test fixtures, the benchmark): ``LocalCluster(root).start()`` … ``.stop()``.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from pathlib import Path
 NODES = ("n1", "n2")
 NODE_CPUS = 2
 NODE_MEMORY_MB = 3000
-SLURM_PACKAGES = ("slurmctld", "slurmd", "slurmdbd", "sbatch", "sacct", "munged", "mungekey", "mariadbd")
+SLURM_PROGRAMS = ("slurmctld", "slurmd", "slurmdbd", "sbatch", "sacct", "munged", "mungekey", "mariadbd")
 
 
-def missing_programs(redis: bool = False) -> list[str]:
+def missing_programs(slurm: bool = True, redis: bool = False) -> list[str]:
     """Programs of the cluster that are not on PATH (``scripts/install-cluster-deps.sh`` installs them)."""
-    names = list(SLURM_PACKAGES) + (["redis-server"] if redis else [])
+    names = (list(SLURM_PROGRAMS) if slurm else []) + (["redis-server"] if redis else [])
     path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     return [name for name in names if shutil.which(name, path=path) is None]
 
@@ -56,7 +56,7 @@ def _wait(condition, what: str, timeout: float, log: Path | None = None) -> None
     raise RuntimeError(f"{what} did not come up within {timeout:.0f} s\n{tail}")
 
 
-class TestCluster:
+class LocalCluster:
     """A private Slurm cluster (and optionally Redis) under ``root``; see the module docstring."""
 
     def __init__(self, root: str | os.PathLike, redis: bool = False, min_job_age: int = 4):
@@ -90,19 +90,21 @@ class TestCluster:
         return json.loads(self.ports_file.read_text())
 
     # -- start / stop ------------------------------------------------------------------------
-    def start(self) -> TestCluster:
-        """Write the configuration and start every daemon; returns once both nodes are idle."""
-        missing = missing_programs(self.with_redis)
+    def start(self, slurm: bool = True) -> LocalCluster:
+        """Write the configuration and start every daemon (``slurm=False``: Redis only); returns once
+        both nodes are idle."""
+        missing = missing_programs(slurm, self.with_redis)
         if missing:
             raise RuntimeError(f"missing programs {missing}: run scripts/install-cluster-deps.sh")
         for d in (self.etc, self.log, self.run, self.root / "state", self.root / "spool"):
             d.mkdir(parents=True, exist_ok=True)
         ports = {k: free_port() for k in ("mariadb", "slurmdbd", "slurmctld", "n1", "n2", "redis")}
         self.ports_file.write_text(json.dumps(ports))
-        self._start_munge()
-        self._start_mariadb()
-        self._write_slurm_conf()
-        self._start_slurm()
+        if slurm:
+            self._start_munge()
+            self._start_mariadb()
+            self._write_slurm_conf()
+            self._start_slurm()
         if self.with_redis:
             self._start_redis()
         return self
@@ -261,7 +263,7 @@ def _pids_of_jobs(jobs: list[str]) -> list[int]:
 
 
 _SLURM_CONF = """\
-# Written by scripts/test_cluster.py: a private test cluster under {root}
+# Written by scripts/local_cluster.py: a private test cluster under {root}
 ClusterName=quantatest
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={slurmctld}
@@ -329,7 +331,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 3 or argv[1] not in ("start", "stop"):
         print(__doc__.split("\n\n")[2], file=sys.stderr)
         return 2
-    cluster = TestCluster(argv[2], redis=True)
+    cluster = LocalCluster(argv[2], redis=True)
     if argv[1] == "start":
         started = time.monotonic()
         cluster.start()
