@@ -113,7 +113,7 @@ def job_info(job_id: str) -> SlurmJobInfo:
 
 
 def _scontrol_info(job_id: str) -> SlurmJobInfo | None:
-    proc = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["scontrol", "show", "job", "-o", job_id], check=False, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0 or not proc.stdout.strip():
         return None
     f = dict(item.split("=", 1) for item in shlex.split(proc.stdout) if "=" in item)
@@ -126,7 +126,7 @@ def _scontrol_info(job_id: str) -> SlurmJobInfo | None:
 def _sacct_info(job_id: str) -> SlurmJobInfo:
     columns = ["State", "ExitCode", "NodeList", "Reason", "Submit", "Start", "End", "AllocTRES"]
     proc = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", ",".join(columns)],
-                          capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60)
     rows = [line.split("|") for line in proc.stdout.splitlines() if line.strip()]
     if proc.returncode != 0 or not rows:
         return SlurmJobInfo(job_id, reason=f"neither scontrol nor sacct know job {job_id}: {proc.stderr.strip()}")
@@ -138,7 +138,7 @@ def _sacct_info(job_id: str) -> SlurmJobInfo:
 def cancel(job_id: str | None, name: str) -> None:
     """``scancel`` the job (by id when known, else by its unique name)."""
     target = [job_id] if job_id else [f"--name={name}"]
-    subprocess.run(["scancel", *target], capture_output=True, text=True, timeout=60)
+    subprocess.run(["scancel", *target], check=False, capture_output=True, text=True, timeout=60)
 
 
 def submit_and_wait(cmd: list[str], env: dict, name: str, log) -> tuple[str, int, str]:

@@ -12,7 +12,7 @@ runs.
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 Log = Callable[[str], None]
 Stage = Callable[[dict, Log], dict]
@@ -32,7 +32,7 @@ def resolve_stage(name: str) -> Stage:
         raise ValueError(f"stage {name!r}: cannot import module {module_name!r}: {e}") from e
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise ValueError(f"stage {name!r}: module {module_name!r} has no function {attr!r}")
+        raise ValueError(f"stage {name!r}: module {module_name!r} has no function {attr!r}")  # noqa: TRY004
     return fn
 
 

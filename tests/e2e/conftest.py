@@ -89,8 +89,8 @@ def slurm_deployment(slurm_cluster, tmp_path_factory):
 def local_results(tmp_path, monkeypatch):
     """``local_results(partition)`` → the bytes of ``losses.npy`` and the metadata of a local run."""
     import dagster as dg
-
     from cluster_location import partition_dir, tiny_losses, tiny_tokens
+
     from quanta_assets.compute.resource import ComputeResource
 
     monkeypatch.setenv("QUANTA_CACHE_DIR", str(tmp_path / "local-cache"))

@@ -7,6 +7,7 @@ failure. Each test reads Slurm's own records (``sacct``, ``squeue``) as the inde
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import dagster as dg
@@ -145,8 +146,8 @@ def test_gpu_pool_limit_holds_backfill_runs_in_the_queue(slurm_cluster, slurm_de
     jobs = [slurm_deployment.materialization(r.run_id, "tiny_losses")["slurm_job_id"] for r in runs]
     rows = sacct(slurm_cluster, jobs)
     spans = sorted((rows[j]["Start"], rows[j]["End"]) for j in jobs)
-    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
+    assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(spans)), spans
     records = slurm_deployment.instance.get_run_records(filters=dg.RunsFilter(run_ids=[r.run_id for r in runs]))
     times = sorted((r.start_time, r.end_time) for r in records)
-    assert all(end <= next_start for (_, end), (next_start, _) in zip(times, times[1:])), times
+    assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(times)), times
 
