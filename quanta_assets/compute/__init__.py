@@ -8,17 +8,14 @@ function), ``metadata`` (Pipes-format metadata → Dagster's), ``executors`` (th
 and the queue tags).
 
 A Slurm job runs ``python -m quanta_assets.compute.payload``, which must not import Dagster (only
-``dagster-pipes``); so this ``__init__`` imports nothing itself and loads ``ComputeResource`` and
-``dagster_metadata`` on first access (PEP 562).
+``dagster-pipes``); so this ``__init__`` imports nothing itself and loads ``ComputeResource`` on
+first access (PEP 562): ``from quanta_assets.compute import ComputeResource`` works as usual.
 """
-
-_LAZY = {"ComputeResource": "quanta_assets.compute.resource", "dagster_metadata": "quanta_assets.compute.metadata"}
 
 
 def __getattr__(name: str):
-    if name not in _LAZY:
+    if name != "ComputeResource":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+    from quanta_assets.compute.resource import ComputeResource
 
-    module = importlib.import_module(_LAZY[name])
-    return getattr(module, "to_dagster_metadata" if name == "dagster_metadata" else name)
+    return ComputeResource

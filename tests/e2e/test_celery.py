@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 from dagster_deployment import BIN, REPO, base_env, new_instance_home
 
-pytestmark = [pytest.mark.celery, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 def ancestors(pid: int) -> list[int]:

@@ -13,7 +13,7 @@ import time
 import dagster as dg
 import pytest
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 def sacct(cluster, job_ids: list[str], columns: str = "JobID,State,AllocTRES,NodeList,Start,End") -> dict:
