@@ -16,6 +16,7 @@ From Python (the test fixtures, the benchmark): ``LocalCluster(root).start()`` â
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -224,10 +225,8 @@ def _listening(port: int) -> bool:
 
 
 def _kill(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _terminate(pid: int, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:

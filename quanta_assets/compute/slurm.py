@@ -113,7 +113,8 @@ def job_info(job_id: str) -> SlurmJobInfo:
 
 
 def _scontrol_info(job_id: str) -> SlurmJobInfo | None:
-    proc = subprocess.run(["scontrol", "show", "job", "-o", job_id], check=False, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["scontrol", "show", "job", "-o", job_id], check=False, capture_output=True, text=True,
+                          timeout=60)
     if proc.returncode != 0 or not proc.stdout.strip():
         return None
     f = dict(item.split("=", 1) for item in shlex.split(proc.stdout) if "=" in item)
@@ -190,7 +191,8 @@ def run_as_slurm_job(context, spec: SlurmJobSpec, stage: str, params: dict, pipe
             if code != 0 or info.state != "COMPLETED":
                 raise _failure(info, code, session.get_custom_messages(), logs / f"{name}.err", sbatch_err)
             wall = dg.MetadataValue.float(time.monotonic() - started)  # submit → results in hand
-            results = session.get_results(metadata={**info.metadata(), "slurm_wall_s": wall, "compute_backend": "slurm"})
+            extra = {**info.metadata(), "slurm_wall_s": wall, "compute_backend": "slurm"}
+            results = session.get_results(metadata=extra)
     finally:
         shutil.rmtree(pipes_dir, ignore_errors=True)
     materializations = [r for r in results if isinstance(r, dg.MaterializeResult)]

@@ -52,7 +52,8 @@ def test_bad_overrides_say_what_is_wrong():
 
 def test_pipes_metadata_becomes_dagster_metadata():
     out = to_dagster_metadata({"n": 3, "path": {"raw_value": "/c/x.npy", "type": "path"},
-                               "table": {"raw_value": "| a |", "type": "md"}, "plain": {"raw_value": 1.5, "type": "__infer__"}})
+                               "table": {"raw_value": "| a |", "type": "md"},
+                               "plain": {"raw_value": 1.5, "type": "__infer__"}})
     assert out["n"] == 3 and out["plain"] == 1.5
     assert out["path"] == dg.MetadataValue.path("/c/x.npy") and out["table"] == dg.MetadataValue.md("| a |")
     with pytest.raises(ValueError, match="unsupported type 'blob'"):

@@ -52,11 +52,13 @@ class TinyConfig(dg.Config):
 
 
 @dg.asset(partitions_def=PARTITIONS, deps=[tiny_tokens], pool="gpu", op_tags=GPU_OP_TAGS)
-def tiny_losses(context: dg.AssetExecutionContext, config: TinyConfig, compute: ComputeResource) -> dg.MaterializeResult:
+def tiny_losses(context: dg.AssetExecutionContext, config: TinyConfig,
+                compute: ComputeResource) -> dg.MaterializeResult:
     """Per-token losses of a tiny GPT-NeoX, computed by the ``compute`` backend."""
     folder = partition_dir(context.partition_key)
     params = {"tokens": str(folder / "tokens.npy"), "out": str(folder / "losses.npy"),
-              "seed": int(context.partition_key[1:]), "sleep_s": config.sleep_s, "hold_while": config.hold_while, "fail": config.fail}
+              "seed": int(context.partition_key[1:]), "sleep_s": config.sleep_s, "hold_while": config.hold_while,
+              "fail": config.fail}
     return compute.run(context, STAGE, params, model="tiny")
 
 

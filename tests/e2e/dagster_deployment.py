@@ -128,7 +128,8 @@ class Deployment:
                                                   tags={"dagster/partition": partition})
 
     def backfill(self, partitions: list[str]) -> str:
-        params = {"partitionNames": partitions, "assetSelection": [{"path": ["tiny_tokens"]}, {"path": ["tiny_losses"]}]}
+        params = {"partitionNames": partitions,
+                  "assetSelection": [{"path": ["tiny_tokens"]}, {"path": ["tiny_losses"]}]}
         result = self.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
         assert result["__typename"] == "LaunchBackfillSuccess", result
         return result["backfillId"]

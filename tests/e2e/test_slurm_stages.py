@@ -47,8 +47,8 @@ def test_pile_losses_as_a_slurm_job_writes_the_local_table(slurm_cluster, tmp_pa
     slurm, slurm_metadata = materialize_pile_losses(tmp_path / "slurm", corpus, model, "slurm")
     assert slurm == local
     assert slurm_metadata["slurm_state"] == "COMPLETED" and slurm_metadata["slurm_node"] in ("n1", "n2")
-    shared = {k for k in local_metadata if k not in RUN_DEPENDENT and not k.startswith("slurm_")}
-    assert {k: slurm_metadata[k] for k in shared if k != "path"} == {k: local_metadata[k] for k in shared if k != "path"}
+    shared = {k for k in local_metadata if k not in RUN_DEPENDENT | {"path"} and not k.startswith("slurm_")}
+    assert {k: slurm_metadata[k] for k in shared} == {k: local_metadata[k] for k in shared}
     assert not list((tmp_path / "slurm" / ".pipes").iterdir())
 
 
