@@ -3,7 +3,7 @@
 Every field defaults from the environment when left unset (``None``), so one code location serves
 a laptop and a cluster: ``backend`` ← ``$QUANTA_COMPUTE`` (else ``local``); the Slurm fields ←
 ``$QUANTA_SLURM_<FIELD>`` (``PARTITION``, ``ACCOUNT``, ``GPUS``, ``CPUS``, ``MEMORY``, ``TIME``,
-``EXTRA_ARGS``, ``MODEL_OVERRIDES`` as JSON, ``PYTHON``). Where a stage runs never changes what it
+``EXTRA_ARGS``, ``MODEL_OVERRIDES`` as JSON, ``PYTHON``, ``LAUNCHER``). Where a stage runs never changes what it
 computes, so none of these fields belongs in a code version.
 """
 
@@ -50,6 +50,7 @@ class ComputeResource(dg.ConfigurableResource):
     further ``sbatch`` options; ``slurm_model_overrides`` a JSON object mapping a model name or
     glob (``"pythia-12b*"``) to any of partition, account, gpus, cpus, memory, time_limit,
     extra_args; ``slurm_python`` the interpreter on the nodes (default this one);
+    ``slurm_launcher`` ``sbatch`` (default: ``sbatch --wait``) or ``srun`` (see ``SlurmJobSpec``);
     ``shared_dir`` a directory every node sees, for the Pipes files and the job logs (default the
     cache, ``$QUANTA_CACHE_DIR``)."""
 
@@ -63,6 +64,7 @@ class ComputeResource(dg.ConfigurableResource):
     slurm_extra_args: str | None = None
     slurm_model_overrides: str | None = None
     slurm_python: str | None = None
+    slurm_launcher: str | None = None
     shared_dir: str | None = None
 
     @property
@@ -99,7 +101,8 @@ class ComputeResource(dg.ConfigurableResource):
         merged["extra_args"] = tuple(shlex.split(str(merged["extra_args"])))
         merged["gpus"] = int(merged["gpus"])
         merged["cpus"] = int(merged["cpus"]) if merged["cpus"] is not None else None
-        return SlurmJobSpec(python=self.slurm_python or _env("PYTHON") or sys.executable, **merged)
+        return SlurmJobSpec(python=self.slurm_python or _env("PYTHON") or sys.executable,
+                            launcher=self.slurm_launcher or _env("LAUNCHER") or "sbatch", **merged)
 
     def run(self, context: dg.AssetExecutionContext, stage: str, params: dict,
             model: str | None = None) -> dg.MaterializeResult:

@@ -28,12 +28,20 @@ PAYLOAD_MODULE = "quanta_assets.compute.payload"
 STDERR_TAIL_CHARS = 3000
 
 
+LAUNCHERS = ("sbatch", "srun")
+
+
 @dataclass(frozen=True)
 class SlurmJobSpec:
     """What to ask Slurm for (``None``: the cluster's default). ``time_limit`` in Slurm's format
-    (``"30"`` minutes, ``"4:00:00"``); ``memory`` as ``--mem`` (``"32G"``)."""
+    (``"30"`` minutes, ``"4:00:00"``); ``memory`` as ``--mem`` (``"32G"``). ``launcher``:
+    ``sbatch`` (``sbatch --wait``: a batch job, which outlives a lost Dagster host; ``sbatch``
+    notices the end by polling every 2, 8, then 32 s, capped by half the cluster's ``MinJobAge``)
+    or ``srun`` (told of the end at once; needs the nodes to reach the Dagster host, as an
+    interactive ``srun`` from a login node does)."""
 
     python: str
+    launcher: str = "sbatch"
     partition: str | None = None
     account: str | None = None
     gpus: int = 1
@@ -42,17 +50,22 @@ class SlurmJobSpec:
     time_limit: str | None = None
     extra_args: tuple[str, ...] = ()
 
-    def sbatch_command(self, name: str, logs: Path) -> list[str]:
-        """The ``sbatch --wait`` command line for job ``name``, logs in ``logs/<name>.{out,err}``."""
-        cmd = ["sbatch", "--wait", "--parsable", "--no-requeue", f"--job-name={name}",
-               f"--output={logs / name}.out", f"--error={logs / name}.err"]
+    def command(self, name: str, logs: Path) -> list[str]:
+        """The ``sbatch --wait`` (or ``srun``) command line for job ``name``, logs in ``logs/<name>.{out,err}``."""
+        if self.launcher not in LAUNCHERS:
+            raise ValueError(f"Slurm launcher {self.launcher!r} is not one of {', '.join(LAUNCHERS)}")
+        payload = [self.python, "-m", PAYLOAD_MODULE]
+        first = ["sbatch", "--wait", "--parsable", "--no-requeue"] if self.launcher == "sbatch" else ["srun"]
+        cmd = [*first, f"--job-name={name}", f"--output={logs / name}.out", f"--error={logs / name}.err"]
         options = {"partition": self.partition, "account": self.account, "cpus-per-task": self.cpus,
                    "mem": self.memory, "time": self.time_limit}
         cmd += [f"--{key}={value}" for key, value in options.items() if value is not None]
         if self.gpus:
             cmd.append(f"--gres=gpu:{self.gpus}")
         cmd += list(self.extra_args)
-        return cmd + ["--wrap", f"exec {shlex.quote(self.python)} -m {PAYLOAD_MODULE}"]
+        if self.launcher == "srun":
+            return [*cmd, *payload]
+        return [*cmd, "--wrap", "exec " + shlex.join(payload)]
 
 
 @dataclass
@@ -142,18 +155,29 @@ def cancel(job_id: str | None, name: str) -> None:
     subprocess.run(["scancel", *target], check=False, capture_output=True, text=True, timeout=60)
 
 
+def _job_id_by_name(name: str) -> str | None:
+    proc = subprocess.run(["sacct", "-X", "-n", "-P", f"--name={name}", "--starttime=now-7days", "-o", "JobID"],
+                          check=False, capture_output=True, text=True, timeout=60)
+    ids = proc.stdout.split()
+    return ids[-1] if ids else None
+
+
 def submit_and_wait(cmd: list[str], env: dict, name: str, log) -> tuple[str, int, str]:
-    """Run ``sbatch --wait``; returns (job id, sbatch's exit code, its stderr). Cancels the job if
-    interrupted (the run was terminated) and re-raises."""
+    """Run ``sbatch --wait`` (or ``srun``); returns (job id, its exit code, its stderr). Cancels the
+    job if interrupted (the run was terminated) and re-raises."""
+    if cmd[0] == "srun":  # a job of its own, even if the Dagster process runs inside an allocation
+        env = {k: v for k, v in env.items() if k not in ("SLURM_JOB_ID", "SLURM_JOBID")}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # a Ctrl-C/termination reaches us, not sbatch
     job_id = None
     try:
-        first = proc.stdout.readline().strip()
-        job_id = first.split(";")[0] or None
-        if job_id:
+        if cmd[0] == "sbatch":
+            job_id = proc.stdout.readline().strip().split(";")[0] or None
             log(f"submitted Slurm job {job_id} ({name})")
+        else:
+            log(f"submitted Slurm job {name} (srun)")
         out, err = proc.communicate()
+        job_id = job_id or _job_id_by_name(name)
     except BaseException:
         log(f"interrupted: cancelling Slurm job {job_id or name}")
         cancel(job_id, name)
@@ -161,7 +185,7 @@ def submit_and_wait(cmd: list[str], env: dict, name: str, log) -> tuple[str, int
         proc.wait()
         raise
     if not job_id:
-        raise dg.Failure(f"sbatch did not submit the job (exit {proc.returncode}): {err.strip() or out.strip()}")
+        raise dg.Failure(f"{cmd[0]} did not submit the job (exit {proc.returncode}): {err.strip() or out.strip()}")
     return job_id, proc.returncode, err
 
 
@@ -186,7 +210,7 @@ def run_as_slurm_job(context, spec: SlurmJobSpec, stage: str, params: dict, pipe
             message_reader=dg.PipesFileMessageReader(str(pipes_dir / "messages.jsonl")),
         ) as session:
             env = {**os.environ, **session.get_bootstrap_env_vars()}
-            job_id, code, sbatch_err = submit_and_wait(spec.sbatch_command(name, logs), env, name, context.log.info)
+            job_id, code, sbatch_err = submit_and_wait(spec.command(name, logs), env, name, context.log.info)
             info = job_info(job_id)
             if code != 0 or info.state != "COMPLETED":
                 raise _failure(info, code, session.get_custom_messages(), logs / f"{name}.err", sbatch_err)

@@ -36,11 +36,15 @@ def test_slurm_settings_environment_and_model_overrides(monkeypatch):
     small, big = compute.job_spec("pythia-70m"), compute.job_spec("pythia-12b-deduped")
     assert (small.partition, small.gpus, small.memory, small.time_limit) == ("gpu", 1, "16G", "2:00:00")
     assert (big.partition, big.gpus, big.memory, big.time_limit) == ("gpu", 2, "200G", "24:00:00")
-    cmd = big.sbatch_command("quanta-x", Path("/shared/logs"))
+    cmd = big.command("quanta-x", Path("/shared/logs"))
     assert cmd[:4] == ["sbatch", "--wait", "--parsable", "--no-requeue"]
     assert {"--partition=gpu", "--mem=200G", "--time=24:00:00", "--gres=gpu:2", "--qos=campaign",
             "--constraint=a100|h100", "--error=/shared/logs/quanta-x.err"} <= set(cmd)
     assert cmd[-2:] == ["--wrap", "exec /venv/python -m quanta_assets.compute.payload"]
+    srun = ComputeResource(slurm_launcher="srun", slurm_python="/venv/python").job_spec("m").command("x", Path("/l"))
+    assert srun[0] == "srun" and srun[-3:] == ["/venv/python", "-m", "quanta_assets.compute.payload"]
+    with pytest.raises(ValueError, match="launcher 'qsub' is not one of sbatch, srun"):
+        ComputeResource(slurm_launcher="qsub").job_spec("m").command("x", Path("/l"))
 
 
 def test_bad_overrides_say_what_is_wrong():

@@ -81,8 +81,10 @@ def test_campaign_partitions_run_as_slurm_jobs_bit_identical_to_local(slurm_clus
     assert [leftovers(slurm_deployment, p, failed=False) for p in partitions] == [[]] * 4
 
 
-def test_python_error_fails_the_step_with_slurm_state(slurm_cluster, slurm_deployment):
-    run = slurm_deployment.wait(slurm_deployment.submit("s4", {"fail": True}), timeout=300)
+@pytest.mark.parametrize("launcher", ["sbatch", "srun"])
+def test_python_error_fails_the_step_with_slurm_state(slurm_cluster, slurm_deployment, launcher):
+    run_id = slurm_deployment.submit("s4", {"fail": True}, compute={"slurm_launcher": launcher})
+    run = slurm_deployment.wait(run_id, timeout=300)
     assert run.status == dg.DagsterRunStatus.FAILURE
     text = slurm_deployment.failure_text(run.run_id)
     assert "ValueError: tiny_losses was asked to fail (seed 4)" in text, text
@@ -100,10 +102,12 @@ def test_time_limit_reports_timeout(slurm_cluster, slurm_deployment):
     assert leftovers(slurm_deployment, "s5") == []
 
 
-def test_terminating_the_run_cancels_the_job(slurm_cluster, slurm_deployment, tmp_path):
+@pytest.mark.parametrize("launcher", ["sbatch", "srun"])
+def test_terminating_the_run_cancels_the_job(slurm_cluster, slurm_deployment, tmp_path, launcher):
     hold = tmp_path / "hold"
     hold.touch()
-    run_id = slurm_deployment.submit("s6", {"sleep_s": 600, "hold_while": str(hold)})
+    run_id = slurm_deployment.submit("s6", {"sleep_s": 600, "hold_while": str(hold)},
+                                     compute={"slurm_launcher": launcher})
     job_id, _node = wait_for_running_job(slurm_cluster)
     slurm_deployment.terminate(run_id)
     run = slurm_deployment.wait(run_id, timeout=180)

@@ -13,7 +13,7 @@ PARTITION = dg.MultiPartitionKey({"model": "quanta-demo", "step": "step0"})
 RUN_DEPENDENT = {"tokens_per_second", "seconds", "stage_seconds", "compute_backend", "compute_host", "compute_pid"}
 
 
-def materialize_pile_losses(cache_dir, corpus, model, backend: str, memory: str = "2G"):
+def materialize_pile_losses(cache_dir, corpus, model, backend: str, memory: str = "2G", launcher: str = "sbatch"):
     from quanta_assets.assets.losses import pile_losses
     from quanta_assets.compute import ComputeResource
     from quanta_assets.resources import ModelLoader
@@ -24,7 +24,8 @@ def materialize_pile_losses(cache_dir, corpus, model, backend: str, memory: str 
         return corpus.to_arrays()
 
     write_demo_checkpoint(cache_dir, "step0", model)
-    compute = ComputeResource(backend=backend, shared_dir=str(cache_dir), slurm_time_limit="10", slurm_memory=memory)
+    compute = ComputeResource(backend=backend, shared_dir=str(cache_dir), slurm_time_limit="10", slurm_memory=memory,
+                              slurm_launcher=launcher)
     resources = {**cache_resources(cache_dir), "models": ModelLoader(device="cpu"), "loss_settings": LossSettings(),
                  "compute": compute}
     dg.materialize([pile_canonical], resources=resources)
@@ -41,10 +42,11 @@ def tiny_case():
     return corpus, make_tiny_gptneox(vocab_size=50_304, hidden=32, layers=2, heads=4)
 
 
-def test_pile_losses_as_a_slurm_job_writes_the_local_table(slurm_cluster, tmp_path):
+@pytest.mark.parametrize("launcher", ["sbatch", "srun"])
+def test_pile_losses_as_a_slurm_job_writes_the_local_table(slurm_cluster, tmp_path, launcher):
     corpus, model = tiny_case()
     local, local_metadata = materialize_pile_losses(tmp_path / "local", corpus, model, "local")
-    slurm, slurm_metadata = materialize_pile_losses(tmp_path / "slurm", corpus, model, "slurm")
+    slurm, slurm_metadata = materialize_pile_losses(tmp_path / "slurm", corpus, model, "slurm", launcher=launcher)
     assert slurm == local
     assert slurm_metadata["slurm_state"] == "COMPLETED" and slurm_metadata["slurm_node"] in ("n1", "n2")
     shared = {k for k in local_metadata if k not in RUN_DEPENDENT | {"path"} and not k.startswith("slurm_")}
