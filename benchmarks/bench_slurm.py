@@ -9,12 +9,15 @@ stage's own clock (one host, one clock):
 * submit → stage starts: ``sbatch``, Slurm's queue wait and scheduling, job launch, Python and
   payload start-up (``slurm_queue_wait_s`` is the part spent waiting for a free GPU);
 * stage ends → results visible to Dagster: job end, ``sbatch --wait`` noticing it (it polls the
-  controller every 2 s, ×4 up to 32 s while under ``MinJobAge``/2), Slurm's record, Pipes' last
-  messages;
-* overhead = ``slurm_wall_s`` − stage seconds, the two above without the GPU wait.
+  controller every 2 s, ×4 up to 32 s while under ``MinJobAge``/2; ``srun`` is told at once),
+  Slurm's record, Pipes' last messages;
+* overhead = ``slurm_wall_s`` − stage seconds − GPU wait.
 
-    python benchmarks/bench_slurm.py                       # N=8, 5 s stages, MinJobAge 4 and 300
-    python benchmarks/bench_slurm.py --partitions 16 --seconds 20 --min-job-age 300
+Configurations ``LAUNCHER:MINJOBAGE``: ``sbatch:300`` is ``sbatch --wait`` on a cluster with
+Slurm's default ``MinJobAge``; ``sbatch:4`` the tests' cluster; ``srun:300`` the ``srun`` launcher.
+
+    python benchmarks/bench_slurm.py                       # N=8, 5 s stages, the three configurations
+    python benchmarks/bench_slurm.py --partitions 16 --seconds 20 --configs sbatch:300
 
 Needs root and the packages of ``scripts/install-cluster-deps.sh``.
 """
@@ -38,7 +41,7 @@ N = int(os.environ.get("BENCH_SLURM_PARTITIONS", "8"))
 SECONDS = float(os.environ.get("BENCH_SLURM_SECONDS", "5"))
 
 
-def _campaign(backend: str, root: Path, slurm_conf: str | None) -> dict:
+def _campaign(backend: str, root: Path, slurm_conf: str | None, launcher: str = "sbatch") -> dict:
     """Materialize every ``part_*`` with ``backend``; the per-partition figures (s)."""
     import dagster as dg
 
@@ -47,7 +50,7 @@ def _campaign(backend: str, root: Path, slurm_conf: str | None) -> dict:
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(home), "QUANTA_CACHE_DIR": str(cache), "QUANTA_COMPUTE": backend,
            "BENCH_SLURM_PARTITIONS": str(N), "BENCH_SLURM_SECONDS": str(SECONDS),
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
+           "QUANTA_SLURM_LAUNCHER": launcher, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
     if slurm_conf:
         env["SLURM_CONF"] = slurm_conf
     bin_dir = Path(sys.executable).parent
@@ -92,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--partitions", type=int, default=N)
     parser.add_argument("--seconds", type=float, default=SECONDS)
-    parser.add_argument("--min-job-age", type=int, nargs="+", default=[4, 300])
+    parser.add_argument("--configs", nargs="+", default=["sbatch:300", "sbatch:4", "srun:300"])
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     N, SECONDS = args.partitions, args.seconds
@@ -105,14 +108,15 @@ def main() -> None:
         (root / "local").mkdir()
         results["local"] = _campaign("local", root / "local", None)
         _summary("local", results["local"])
-        for age in args.min_job_age:
-            cluster = local_cluster.LocalCluster(root / f"cluster-{age}", min_job_age=age).start()
+        for config in args.configs:
+            launcher, age = config.split(":")
+            cluster = local_cluster.LocalCluster(root / f"cluster-{config}", min_job_age=int(age)).start()
             try:
-                (root / f"slurm-{age}").mkdir()
-                results[f"slurm_min_job_age_{age}"] = _campaign("slurm", root / f"slurm-{age}", str(cluster.slurm_conf))
+                (root / f"slurm-{config}").mkdir()
+                results[config] = _campaign("slurm", root / f"slurm-{config}", str(cluster.slurm_conf), launcher)
             finally:
                 cluster.stop()
-            _summary(f"slurm (MinJobAge={age})", results[f"slurm_min_job_age_{age}"])
+            _summary(f"slurm, {launcher}, MinJobAge={age}", results[config])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
