@@ -62,3 +62,47 @@ def test_a_job_over_its_memory_limit_fails_the_step_and_writes_nothing(slurm_clu
     assert "OUT_OF_MEMORY" in failure.value.description or "FAILED" in failure.value.description
     folder = tmp_path / "quanta-demo" / "step0"
     assert not [p.name for p in folder.iterdir() if "pile_losses" in p.name] if folder.exists() else True
+
+
+
+def test_cli_materializes_a_pythia_partition_as_a_slurm_job(slurm_cluster, tmp_path):
+    """The issue's acceptance command: ``QUANTA_COMPUTE=slurm dagster asset materialize -m
+    quanta_assets.definitions --select pile_losses --partition 'pythia-70m|step143000'`` against a
+    hub-layout cache (a tiny GPT-NeoX as that revision) and a Pile file writes the local table."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import zstandard
+
+    from helpers import write_hub_revision
+
+    hub, pile, home = tmp_path / "hub", tmp_path / "pile.jsonl.zst", tmp_path / "home"
+    docs = [{"text": f"def f{i}(x):\n    return x * {i} + {i * i}\n" * (1 + i % 5), "meta": {"pile_set_name": "Github"}}
+            for i in range(60)]
+    pile.write_bytes(zstandard.ZstdCompressor().compress("".join(json.dumps(d) + "\n" for d in docs).encode()))
+    write_hub_revision(hub, "EleutherAI/pythia-70m", "step143000", make_tiny_gptneox(vocab_size=50_304))
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "QUANTA_CACHE_DIR": str(tmp_path / "cache"),
+           "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1", "QUANTA_PILE": str(pile)}
+
+    def materialize(selection: str, backend: str, *partition: str) -> str:
+        proc = subprocess.run([Path(sys.executable).parent / "dagster", "asset", "materialize", "-m",
+                               "quanta_assets.definitions", "--select", selection, *partition],
+                              env={**env, "QUANTA_COMPUTE": backend}, capture_output=True, text=True, timeout=600,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        return proc.stderr
+
+    table = tmp_path / "cache" / "pythia-70m" / "step143000" / "pile_losses.npy"
+    materialize("pile_canonical", "local")
+    materialize("model_checkpoint,pile_losses", "local", "--partition", "pythia-70m|step143000")
+    local = table.read_bytes()
+    log = materialize("pile_losses", "slurm", "--partition", "pythia-70m|step143000")
+    job_id = log.split("submitted Slurm job ")[1].split()[0]
+    assert table.read_bytes() == local
+    state = slurm_cluster.client(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State,AllocTRES"]).stdout
+    assert state.startswith("COMPLETED|") and "gres/gpu=1" in state, state
