@@ -156,10 +156,18 @@ def cancel(job_id: str | None, name: str) -> None:
 
 
 def _job_id_by_name(name: str) -> str | None:
-    proc = subprocess.run(["sacct", "-X", "-n", "-P", f"--name={name}", "--starttime=now-7days", "-o", "JobID"],
-                          check=False, capture_output=True, text=True, timeout=60)
-    ids = proc.stdout.split()
-    return ids[-1] if ids else None
+    """The id of the (unique) job ``name``: the controller's (``squeue``, while it still holds the job),
+    else accounting's (``sacct``), which may take a moment to record a job that just ended."""
+    deadline = time.monotonic() + ACCOUNTING_SETTLE_S
+    while True:
+        for cmd in (["squeue", "-h", "-t", "all", f"--name={name}", "-o", "%A"],
+                    ["sacct", "-X", "-n", "-P", f"--name={name}", "--starttime=now-7days", "-o", "JobID"]):
+            ids = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60).stdout.split()
+            if ids:
+                return ids[-1]
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(1)
 
 
 def submit_and_wait(cmd: list[str], env: dict, name: str, log) -> tuple[str, int, str]:
