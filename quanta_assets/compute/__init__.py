@@ -1,37 +1,21 @@
-"""The compute backend of the GPU-heavy stages (resource ``compute``).
+"""Where the GPU-heavy stages run (resource ``compute``): ``local`` (in the step's process, the
+default), ``slurm`` (a Slurm job per step through Dagster Pipes) or ``celery`` (in a
+``dagster-celery`` worker of the ``gpu`` queue). See ``docs/cluster.md``.
 
-``local`` (default): the stage runs in the Dagster step's own process.
+Modules: ``resource`` (``ComputeResource``, what the assets call), ``slurm`` (``sbatch --wait``
+and Slurm's records), ``payload`` (the program a Slurm job runs), ``stage_ref`` (stage name →
+function), ``metadata`` (Pipes-format metadata → Dagster's), ``executors`` (the Celery executor
+and the queue tags).
+
+A Slurm job runs ``python -m quanta_assets.compute.payload``, which must not import Dagster (only
+``dagster-pipes``); so this ``__init__`` imports nothing itself and loads ``ComputeResource`` on
+first access (PEP 562): ``from quanta_assets.compute import ComputeResource`` works as usual.
 """
 
-from __future__ import annotations
 
-import dagster as dg
+def __getattr__(name: str):
+    if name != "ComputeResource":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from quanta_assets.compute.resource import ComputeResource
 
-from quanta_assets.stages import run_stage
-
-_KINDS = {"md": dg.MetadataValue.md, "path": dg.MetadataValue.path, "json": dg.MetadataValue.json,
-          "text": dg.MetadataValue.text, "url": dg.MetadataValue.url}
-
-
-def dagster_metadata(raw: dict) -> dict:
-    """Stage metadata (Dagster Pipes' format: plain values or ``{"raw_value", "type"}``) as
-    Dagster metadata values."""
-    out = {}
-    for key, value in raw.items():
-        if isinstance(value, dict) and set(value) == {"raw_value", "type"} and value["type"] in _KINDS:
-            out[key] = _KINDS[value["type"]](value["raw_value"])
-        else:
-            out[key] = value
-    return out
-
-
-class ComputeResource(dg.ConfigurableResource):
-    """Where the GPU-heavy stages run. ``backend``: ``local`` (in the step's process)."""
-
-    backend: str = "local"
-
-    def run(self, context: dg.AssetExecutionContext, stage: str, params: dict, model: str) -> dg.MaterializeResult:
-        """Run ``stage`` with ``params`` for a partition of ``model``; its metadata becomes the
-        materialization's."""
-        metadata = run_stage(stage, params, context.log.info)
-        return dg.MaterializeResult(metadata=dagster_metadata(metadata))
+    return ComputeResource
