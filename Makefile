@@ -17,9 +17,10 @@ $(VENV)/.installed: pyproject.toml $(PIP_CONSTRAINTS)
 
 install: $(VENV)/.installed
 
-# Debian packages the end-to-end tests need (chromium, postgresql, …).
+# Debian packages the end-to-end tests need: chromium, postgresql; Slurm, munge, MariaDB, Redis.
 sysdeps:
 	bash scripts/install-system-deps.sh
+	bash scripts/install-cluster-deps.sh
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)

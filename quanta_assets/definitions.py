@@ -12,6 +12,7 @@ from quanta_assets.assets import checkpoints, clusters, corpus, dynamics, learni
 from quanta_assets.checks import CHECKS
 from quanta_assets.code_versions import with_settings_code_version
 from quanta_assets.compute import ComputeResource
+from quanta_assets.compute.executors import executor_for_backend
 from quanta_assets.io_manager import QuantaIOManager
 from quanta_assets.resources import ModelLoader, PileSource, QuantaCache
 from quanta_assets.schedules import SCHEDULES, SENSORS
@@ -68,6 +69,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         schedules=SCHEDULES,
         sensors=SENSORS,
         resources=resources,
+        executor=executor_for_backend(),
     )
 
 

@@ -3,7 +3,7 @@
 # benchmarks/bench_slurm.py need: Slurm 22.05 (controller, node daemon, accounting daemon, client
 # commands), munge (Slurm's authentication), MariaDB (slurmdbd's database) and Redis (the Celery
 # broker). Installs only; nothing is configured or started system-wide: the tests start private
-# instances bound to 127.0.0.1 under a temporary directory (scripts/test_cluster.py). Idempotent;
+# instances bound to 127.0.0.1 under a temporary directory (scripts/local_cluster.py). Idempotent;
 # needs root or sudo.
 set -euo pipefail
 need=()

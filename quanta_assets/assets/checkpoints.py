@@ -10,7 +10,7 @@ import dagster as dg
 
 from quanta_assets.compute import ComputeResource
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
-from quanta_assets.placement import GPU_POOL
+from quanta_assets.placement import GPU_OP_TAGS, GPU_POOL
 from quanta_assets.resources import ModelLoader, QuantaCache
 from quanta_core.checkpoints import check_gptneox_config
 from quanta_core.demo_suite import DemoSuiteConfig
@@ -48,6 +48,7 @@ class DemoSuiteTraining(dg.Config):
     group_name="checkpoints",
     code_version="1",
     pool=GPU_POOL,
+    op_tags=GPU_OP_TAGS,
     ins={"pile_canonical": dg.AssetIn(metadata={"as_path": True})},
     description=(
         "The embedded demo suite: a small GPT-NeoX (Pythia's architecture — tokenizer, padded vocabulary "

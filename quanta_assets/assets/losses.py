@@ -9,7 +9,7 @@ import dagster as dg
 from quanta_assets.automation import follow_upstream
 from quanta_assets.compute import ComputeResource
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
-from quanta_assets.placement import GPU_POOL
+from quanta_assets.placement import GPU_OP_TAGS, GPU_POOL
 from quanta_assets.resources import ModelLoader, QuantaCache
 from quanta_assets.settings import LossSettings
 from quanta_assets.stages.loading import loader_params
@@ -27,6 +27,7 @@ from quanta_core.progress import RateLog
     group_name="losses",
     code_version="2",
     pool=GPU_POOL,
+    op_tags=GPU_OP_TAGS,
     description=(
         "The checkpoint's cross-entropy loss, in nats, on every predictable token of the first N "
         "documents of pile_canonical (N = 20,000 for Pythia as in the original; the first 400 "

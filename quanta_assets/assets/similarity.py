@@ -8,7 +8,7 @@ import dagster as dg
 from quanta_assets.automation import follow_upstream
 from quanta_assets.compute import ComputeResource
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
-from quanta_assets.placement import GPU_POOL
+from quanta_assets.placement import GPU_OP_TAGS, GPU_POOL
 from quanta_assets.resources import ModelLoader, QuantaCache
 from quanta_assets.settings import SimilaritySettings
 from quanta_assets.stages.loading import loader_params
@@ -24,6 +24,7 @@ _AS_PATH = {"as_path": True}
     group_name="similarity",
     code_version="1",
     pool=GPU_POOL,
+    op_tags=GPU_OP_TAGS,
     automation_condition=follow_upstream(),
     description=(
         "QDG similarity of the checkpoint: the selected low-loss tokens (loss < threshold in bits, strict, "
