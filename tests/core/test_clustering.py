@@ -216,3 +216,36 @@ def naive_nmi(x, y):
     mi = sum(c / n * math.log(c * n / (px[a] * py[b])) for (a, b), c in joint.items())
     hx, hy = h(px), h(py)
     return 1.0 if hx == hy == 0 else max(mi, 0.0) / ((hx + hy) / 2)
+
+
+def orthogonal_equal(num_samples, num_clusters, noise, seed=0):
+    """Equal clusters around orthogonal centres: K − 1 nearly equal Laplacian eigenvalues."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(num_clusters), num_samples // num_clusters)
+    x = np.eye(num_clusters)[labels] + noise * rng.normal(size=(labels.size, num_clusters))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return (x @ x.T).astype(np.float32)
+
+
+@pytest.mark.parametrize("noise,K,k", [(0.05, 8, 8), (0.05, 8, 5), (0.05, 8, 9), (0.01, 10, 6), (0.0, 10, 10)])
+def test_eigh_same_labels_on_near_degenerate_spectra(noise, K, k):
+    """Eigenvalues 1e−4 apart, or a cut at a gap of an exactly degenerate spectrum: eigh and ARPACK
+    give the same labels (k-means does not see a rotation inside the embedded space)."""
+    C = orthogonal_equal(400, K, noise)
+    a = qc.spectral_embedding(C, k, eigen_solver="arpack")
+    b = qc.spectral_embedding(C, k, eigen_solver="eigh")
+    assert [np.array_equal(x, y) for x, y in zip(a.rng_state, b.rng_state)] == [True] * 5  # same draws
+    np.testing.assert_array_equal(b.kmeans(k, n_init=5), a.kmeans(k, n_init=5))
+    if noise > 0:  # apart eigenvalues: the same eigenvectors, to rounding
+        np.testing.assert_allclose(b.maps, a.maps, rtol=0, atol=1e-10 * np.abs(a.maps).max())
+
+
+def test_eigh_sweep_equals_direct_arpack():
+    C, _ = planted(num_samples=200, num_clusters=10, noise=0.8, seed=4)
+    ks = [4, 7, 10, 14]
+    swept = qc.cluster_sweep(C, ks, n_init=5, eigen_solver="eigh")
+    for k in ks:  # as the ARPACK sweep: the first k of max(ks) eigenvectors, same partition
+        direct = qc.spectral_clustering(C, k, n_init=5)
+        assert qc.compare_labelings(swept[k], direct)["adjusted_rand"] == pytest.approx(1.0), k
+    with pytest.raises(ValueError, match="eigen_solver must be one of 'arpack', 'eigh'"):
+        qc.spectral_clustering(C, 3, eigen_solver="lobpcg")
