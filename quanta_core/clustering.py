@@ -18,20 +18,25 @@ the random state that a direct run would have at that point. The first k of K ei
 the k eigenvectors of a direct run up to ARPACK's numerical tolerance (and up to rotations inside
 eigenvalues that coincide), so a sweep reproduces the direct labels whenever the clustering is
 not decided by such numerical noise.
+
+``eigen_solver`` picks how the embedding's eigenvectors are found (:mod:`quanta_core.spectral`):
+``"arpack"`` is scikit-learn's own call; ``"eigh"`` is LAPACK's exact subset solver on the same
+Laplacian — same eigenvectors to rounding, same random draws. The sparse road for large S (a kNN
+graph instead of a dense matrix) is :mod:`quanta_core.knn_clustering`.
 """
 
 from __future__ import annotations
 
-import json
-import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from quanta_core.spectral import dense_spectral_embedding
+
 N_INIT = 30
 RANDOM_STATE = 0
+EIGEN_SOLVER = "arpack"  # scikit-learn's; "eigh" gives the same labels on our tests (docs/clustering.md)
 PAPER_SLOPE_RANKS = (100, 1000)  # ranks (1-based, inclusive) of the paper's envelope fit
 
 
@@ -126,21 +131,19 @@ class SpectralEmbedding:
 
 
 def spectral_embedding(
-    similarity: np.ndarray, num_components: int, random_state: int = RANDOM_STATE
+    similarity: np.ndarray,
+    num_components: int,
+    random_state: int = RANDOM_STATE,
+    eigen_solver: str = EIGEN_SOLVER,
 ) -> SpectralEmbedding:
     """Embed the samples of a cosine-similarity matrix (``[S, S]``) into ``num_components``
-    dimensions exactly as ``SpectralClustering(affinity="precomputed")`` does, in float64."""
-    import warnings
-
-    from sklearn.manifold import spectral_embedding as sk_spectral_embedding
-
+    dimensions exactly as ``SpectralClustering(affinity="precomputed")`` does, in float64.
+    ``eigen_solver``: ``"arpack"`` (scikit-learn's call) or ``"eigh"`` (LAPACK, faster)."""
     affinity = affinity_from_similarity(similarity)
     m = _check_k(num_components, affinity.shape[0])
     rng = np.random.RandomState(random_state)
-    with warnings.catch_warnings():  # k ≥ S: scipy falls back to a full eigh, which is fine
-        warnings.filterwarnings("ignore", message="k >= N", category=RuntimeWarning)
-        maps = sk_spectral_embedding(affinity, n_components=m, random_state=rng, drop_first=False)
-    return SpectralEmbedding(maps=np.asarray(maps, dtype=np.float64), rng_state=rng.get_state())
+    maps = dense_spectral_embedding(affinity, m, rng, eigen_solver)
+    return SpectralEmbedding(maps=maps, rng_state=rng.get_state())
 
 
 def spectral_clustering(
@@ -148,6 +151,7 @@ def spectral_clustering(
     num_clusters: int,
     n_init: int = N_INIT,
     random_state: int = RANDOM_STATE,
+    eigen_solver: str = EIGEN_SOLVER,
 ) -> np.ndarray:
     """Cluster a cosine-similarity matrix (``[S, S]``, float32 or float64) into ``num_clusters``.
 
@@ -156,7 +160,7 @@ def spectral_clustering(
     labels are ranks (0 = largest cluster). Returns int64 ``[S]``. Deterministic.
     """
     _check_k(num_clusters, _check_similarity(similarity).shape[0])
-    return spectral_embedding(similarity, num_clusters, random_state).kmeans(num_clusters, n_init)
+    return spectral_embedding(similarity, num_clusters, random_state, eigen_solver).kmeans(num_clusters, n_init)
 
 
 def cluster_sweep(
@@ -165,6 +169,7 @@ def cluster_sweep(
     n_init: int = N_INIT,
     random_state: int = RANDOM_STATE,
     progress: Callable[[int, float], None] | None = None,
+    eigen_solver: str = EIGEN_SOLVER,
 ) -> dict[int, np.ndarray]:
     """Ranked labels (int64 ``[S]``) for every k in ``ks``, from one spectral embedding with
     ``max(ks)`` components (float64) reused for all k. ``progress(k, seconds)`` after each k."""
@@ -174,7 +179,7 @@ def cluster_sweep(
         raise ValueError("cluster_sweep needs at least one k")
     C = _check_similarity(similarity)
     ks = [_check_k(k, C.shape[0]) for k in ks]
-    embedding = spectral_embedding(C, max(ks), random_state)
+    embedding = spectral_embedding(C, max(ks), random_state, eigen_solver)
     out = {}
     for k in ks:
         started = time.perf_counter()
@@ -215,58 +220,18 @@ def envelope_slope(envelope: np.ndarray, ranks: tuple[int, int] = PAPER_SLOPE_RA
     return float(slope)
 
 
-def load_paper_labels(path: str | os.PathLike) -> dict[int, np.ndarray]:
-    """The paper's cluster labels, ``{k: int64 [S]}``, from a JSON file mapping each k to a list
-    whose first element is the labels (``paper-qdg-clusters-pythia-70m-v0.json``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"paper labels not found: {path}")
-    raw = json.loads(path.read_text())
-    return {int(k): np.asarray(v[0], dtype=np.int64) for k, v in raw.items()}
-
-
 # -- comparing two labelings ------------------------------------------------------------------
-
-
-def _contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
-    if a.shape != b.shape:
-        raise ValueError(f"labelings have different lengths: {a.size} and {b.size}")
-    if a.size == 0:
-        raise ValueError("cannot compare empty labelings")
-    _, ia = np.unique(a, return_inverse=True)
-    _, ib = np.unique(b, return_inverse=True)
-    table = np.zeros((ia.max() + 1, ib.max() + 1), dtype=np.int64)
-    np.add.at(table, (ia, ib), 1)
-    return table
-
-
-def _entropy(counts: np.ndarray) -> float:
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
 
 
 def compare_labelings(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Agreement of two labelings of the same samples (names of clusters do not matter):
     ``{"adjusted_rand": ARI, "nmi": normalized mutual information (arithmetic mean of the two
-    entropies, as scikit-learn's default)}``. Both are 1 for identical partitions."""
-    table = _contingency(a, b).astype(np.float64)
-    n = table.sum()
-    rows, cols = table.sum(1), table.sum(0)
+    entropies, scikit-learn's default)}``, both from ``sklearn.metrics``; 1 for identical partitions."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    def pairs(x):
-        return float((x * (x - 1) / 2).sum())
-
-    sum_cells, sum_rows, sum_cols, total = pairs(table), pairs(rows), pairs(cols), n * (n - 1) / 2
-    expected = sum_rows * sum_cols / total if total else 0.0
-    maximum = (sum_rows + sum_cols) / 2
-    ari = 1.0 if maximum == expected else (sum_cells - expected) / (maximum - expected)
-
-    h_a, h_b = _entropy(rows), _entropy(cols)
-    nz = table > 0
-    mi = float((table[nz] / n * np.log(table[nz] * n / np.outer(rows, cols)[nz])).sum())
-    if h_a == 0 and h_b == 0:
-        nmi = 1.0
-    else:
-        nmi = mi / ((h_a + h_b) / 2)
-    return {"adjusted_rand": float(ari), "nmi": float(max(nmi, 0.0))}
+    a, b = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"labelings have different lengths: {a.size} and {b.size}")
+    if a.size == 0:
+        raise ValueError("cannot compare empty labelings")
+    return {"adjusted_rand": float(adjusted_rand_score(a, b)), "nmi": float(normalized_mutual_info_score(a, b))}

@@ -2,7 +2,7 @@
 labeling comparison against sklearn.metrics."""
 
 import math
-from pathlib import Path
+from itertools import combinations
 
 import numpy as np
 import pytest
@@ -10,6 +10,8 @@ from sklearn.cluster import SpectralClustering
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from quanta_core import clustering as qc
+from quanta_core import paper
+
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -18,9 +20,6 @@ def one_thread():
 
     with threadpool_limits(1):
         yield
-
-
-PAPER_LABELS = Path(__file__).parents[2] / "shared" / "reference" / "paper-qdg-clusters-pythia-70m-v0.json"
 
 
 def planted(num_samples=180, num_clusters=8, dim=24, noise=0.9, seed=0):
@@ -60,14 +59,15 @@ def test_affinity_formula_and_clipping():
     C = np.array([[1.0000001, 0.0, -1.0000002], [0.0, 1.0, 0.5], [-1.0000002, 0.5, 1.0]], dtype=np.float32)
     A = qc.affinity_from_similarity(C)
     assert A.dtype == np.float64
-    np.testing.assert_allclose(A, [[1, 0.5, 0], [0.5, 1, 1 - math.acos(0.5) / math.pi], [0, 1 - math.acos(0.5) / math.pi, 1]],
-                               atol=1e-12)
+    a = 1 - math.acos(0.5) / math.pi
+    np.testing.assert_allclose(A, [[1, 0.5, 0], [0.5, 1, a], [0, a, 1]], atol=1e-12)
 
 
+@pytest.mark.parametrize("eigen_solver", ["arpack", "eigh"])
 @pytest.mark.parametrize("k,noise,seed", [(8, 0.9, 0), (5, 1.6, 1), (13, 1.3, 2)])
-def test_same_labels_as_sklearn_spectral_clustering(k, noise, seed):
+def test_same_labels_as_sklearn_spectral_clustering(k, noise, seed, eigen_solver):
     C, _ = planted(noise=noise, seed=seed)
-    ours = qc.spectral_clustering(C, k)
+    ours = qc.spectral_clustering(C, k, eigen_solver=eigen_solver)
     theirs = sklearn_labels(C, k)
     assert ours.dtype == np.int64 and ours.shape == (C.shape[0],)
     np.testing.assert_array_equal(ours, naive_rank(theirs))  # same partition, ranked the same way
@@ -162,13 +162,12 @@ def test_envelope_matches_naive_and_slope_of_a_power_law():
 
 
 def test_paper_envelope_slope():
-    if not PAPER_LABELS.is_file():
-        pytest.fail(f"the paper's labels are missing: expected {PAPER_LABELS} (shared/ beside the clone)")
-    labels = qc.load_paper_labels(PAPER_LABELS)
+    labels = paper.load_paper_labels()  # the packaged copy of the paper's published labels
     assert len(labels) == 27 and all(v.shape == (10_000,) for v in labels.values())
     envelope = qc.rank_frequency_envelope(labels)
     assert envelope.tolist() == naive_envelope(list(labels.values()))
     assert qc.envelope_slope(envelope) == pytest.approx(-1.24, abs=0.01)  # the paper reports ≈ −1.24
+    assert qc.envelope_slope(envelope) == pytest.approx(-1.238, abs=5e-4)
 
 
 def test_compare_labelings_against_sklearn_metrics():
@@ -187,5 +186,66 @@ def test_compare_labelings_against_sklearn_metrics():
         got = qc.compare_labelings(x, y)
         assert got["adjusted_rand"] == pytest.approx(adjusted_rand_score(x, y), abs=1e-12)
         assert got["nmi"] == pytest.approx(normalized_mutual_info_score(x, y), abs=1e-12)
+        # and against the definitions, computed independently (pairs of samples; plain entropies)
+        assert got["adjusted_rand"] == pytest.approx(naive_ari(x, y), abs=1e-9)
+        assert got["nmi"] == pytest.approx(naive_nmi(x, y), abs=1e-9)
     with pytest.raises(ValueError, match="different lengths"):
         qc.compare_labelings(np.zeros(3), np.zeros(4))
+
+
+def naive_ari(x, y):
+    """Hubert–Arabie ARI by counting pairs of samples: together in x, in y, in both."""
+    x, y = list(x), list(y)
+    both = in_x = in_y = pairs = 0
+    for i, j in combinations(range(len(x)), 2):
+        sx, sy = x[i] == x[j], y[i] == y[j]
+        in_x, in_y, both, pairs = in_x + sx, in_y + sy, both + (sx and sy), pairs + 1
+    expected = in_x * in_y / pairs
+    maximum = (in_x + in_y) / 2
+    return 1.0 if maximum == expected else (both - expected) / (maximum - expected)
+
+
+def naive_nmi(x, y):
+    """I(x; y) / mean(H(x), H(y)) from the joint distribution, in plain Python."""
+    n = len(x)
+    joint, px, py = {}, {}, {}
+    for a, b in zip(list(x), list(y)):
+        joint[a, b] = joint.get((a, b), 0) + 1
+        px[a], py[b] = px.get(a, 0) + 1, py.get(b, 0) + 1
+    h = lambda counts: -sum(c / n * math.log(c / n) for c in counts.values())  # noqa: E731
+    mi = sum(c / n * math.log(c * n / (px[a] * py[b])) for (a, b), c in joint.items())
+    hx, hy = h(px), h(py)
+    return 1.0 if hx == hy == 0 else max(mi, 0.0) / ((hx + hy) / 2)
+
+
+def orthogonal_equal(num_samples, num_clusters, noise, seed=0):
+    """Equal clusters around orthogonal centres: K − 1 nearly equal Laplacian eigenvalues."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(num_clusters), num_samples // num_clusters)
+    x = np.eye(num_clusters)[labels] + noise * rng.normal(size=(labels.size, num_clusters))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return (x @ x.T).astype(np.float32)
+
+
+@pytest.mark.parametrize("noise,K,k", [(0.05, 8, 8), (0.05, 8, 5), (0.05, 8, 9), (0.01, 10, 6), (0.0, 10, 10)])
+def test_eigh_same_labels_on_near_degenerate_spectra(noise, K, k):
+    """Eigenvalues 1e−4 apart, or a cut at a gap of an exactly degenerate spectrum: eigh and ARPACK
+    give the same labels (k-means does not see a rotation inside the embedded space)."""
+    C = orthogonal_equal(400, K, noise)
+    a = qc.spectral_embedding(C, k, eigen_solver="arpack")
+    b = qc.spectral_embedding(C, k, eigen_solver="eigh")
+    assert [np.array_equal(x, y) for x, y in zip(a.rng_state, b.rng_state)] == [True] * 5  # same draws
+    np.testing.assert_array_equal(b.kmeans(k, n_init=5), a.kmeans(k, n_init=5))
+    if noise > 0:  # apart eigenvalues: the same eigenvectors, to rounding
+        np.testing.assert_allclose(b.maps, a.maps, rtol=0, atol=1e-10 * np.abs(a.maps).max())
+
+
+def test_eigh_sweep_equals_direct_arpack():
+    C, _ = planted(num_samples=200, num_clusters=10, noise=0.8, seed=4)
+    ks = [4, 7, 10, 14]
+    swept = qc.cluster_sweep(C, ks, n_init=5, eigen_solver="eigh")
+    for k in ks:  # as the ARPACK sweep: the first k of max(ks) eigenvectors, same partition
+        direct = qc.spectral_clustering(C, k, n_init=5)
+        assert qc.compare_labelings(swept[k], direct)["adjusted_rand"] == pytest.approx(1.0), k
+    with pytest.raises(ValueError, match="eigen_solver must be one of 'arpack', 'eigh'"):
+        qc.spectral_clustering(C, 3, eigen_solver="lobpcg")
