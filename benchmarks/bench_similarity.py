@@ -18,7 +18,6 @@ tokens with the original's count of gradient computations (``--full-reference`` 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
