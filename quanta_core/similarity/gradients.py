@@ -153,13 +153,17 @@ class PerTokenGradients:
 
     # -- one batch -----------------------------------------------------------------------------
     def _loss(self, ids: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Summed cross-entropy (nats) of every sample's target; a graph through the hooks."""
+        """Summed cross-entropy (nats, float64) of every sample's target; a graph through the hooks.
+        Only the log-softmax of the ``[N, V]`` target rows is float64; the backward pass below the
+        logits runs in the model's dtype."""
         model = self.model
         base = getattr(model, "base_model", model)
         hidden = base(input_ids=ids, use_cache=False).last_hidden_state  # [N, T, d], final norm applied
         last = hidden[torch.arange(len(ids), device=ids.device), lengths - 1]  # [N, d]
-        logits = model.get_output_embeddings()(last).float()  # [N, V]
-        return F.cross_entropy(logits, targets, reduction="sum")
+        logits = model.get_output_embeddings()(last)  # [N, V]
+        # float64 from the logits on: for a well-predicted target (p ≈ 1) dL/dlogits = softmax − onehot
+        # is a difference of nearly equal numbers, off by ~6e-8 / (1 − p) relative in float32
+        return F.cross_entropy(logits.double(), targets, reduction="sum")
 
     def compute(self, ids: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, out: torch.Tensor) -> None:
         """Write the per-sample gradients of the batch into ``out`` (float32 ``[N, P]``)."""

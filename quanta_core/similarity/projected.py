@@ -30,7 +30,7 @@ def countsketch(num_parameters: int, dim: int, seed: int, device: torch.device) 
     return torch.cat(buckets).to(device), torch.cat(signs).to(device)
 
 
-def _sketch(g: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor, dim: int) -> torch.Tensor:
+def sketch(g: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor, dim: int) -> torch.Tensor:
     """CountSketch of the rows of ``g`` (float32 ``[n, P]``) → float64 ``[n, dim]``."""
     part = torch.zeros(g.shape[0], dim, dtype=torch.float64, device=g.device)
     for a in range(0, g.shape[1], _SKETCH_STEP):
@@ -54,7 +54,7 @@ def projected(model, corpus: CanonicalCorpus, targets: Targets, params, *, dim: 
         t0 = time.perf_counter()
         ids, lens, tgt = collate(corpus, targets, batch, device)
         engine.compute(ids, lens, tgt, buf[:n])
-        proj[torch.from_numpy(batch).to(device)] = _sketch(buf[:n], buckets, signs, dim)
+        proj[torch.from_numpy(batch).to(device)] = sketch(buf[:n], buckets, signs, dim)
         sync(device)
         t_grad += time.perf_counter() - t0
         reporter.add(n)
