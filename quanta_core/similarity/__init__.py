@@ -27,7 +27,15 @@ from ..canonical import CanonicalCorpus
 from .exact import BlockSink, DenseMatrix, exact
 from .gradients import PerTokenGradients, Targets
 from .gram import PrecisionGuard, sync
-from .memory import MemoryPlan, PeakMemory, budget_for_resident, default_memory_budget, free_memory_bytes, plan_memory
+from .memory import (
+    MemoryPlan,
+    PeakMemory,
+    ReusedHeap,
+    budget_for_resident,
+    default_memory_budget,
+    free_memory_bytes,
+    plan_memory,
+)
 from .parameters import final_layer_norm, last_layer_positionwise_modules, similarity_parameters
 from .projected import DEFAULT_PROJECTION_DIM, countsketch, projected
 from .reference import ORIGINAL_BLOCK_LEN, original_gradient_computations, reference
@@ -36,10 +44,27 @@ from .results import MethodRun, Progress, ProgressCallback, SimilarityResult
 METHODS = ("exact", "projected", "reference")
 
 __all__ = [
-    "METHODS", "ORIGINAL_BLOCK_LEN", "DEFAULT_PROJECTION_DIM", "similarity_matrix", "SimilarityResult", "Progress",
-    "ProgressCallback", "MethodRun", "MemoryPlan", "plan_memory", "budget_for_resident", "default_memory_budget",
-    "free_memory_bytes", "original_gradient_computations", "similarity_parameters", "final_layer_norm",
-    "last_layer_positionwise_modules", "PerTokenGradients", "countsketch", "BlockSink", "DenseMatrix",
+    "DEFAULT_PROJECTION_DIM",
+    "METHODS",
+    "ORIGINAL_BLOCK_LEN",
+    "BlockSink",
+    "DenseMatrix",
+    "MemoryPlan",
+    "MethodRun",
+    "PerTokenGradients",
+    "Progress",
+    "ProgressCallback",
+    "SimilarityResult",
+    "budget_for_resident",
+    "countsketch",
+    "default_memory_budget",
+    "final_layer_norm",
+    "free_memory_bytes",
+    "last_layer_positionwise_modules",
+    "original_gradient_computations",
+    "plan_memory",
+    "similarity_matrix",
+    "similarity_parameters",
 ]
 
 
@@ -57,15 +82,18 @@ def _checked(model, method: str, indices, exclude_final_layer_norm: bool):
 
 
 def _run_method(method: str, model, corpus, indices, params, *, memory_budget_bytes, resident_dtype, projection_dim,
-                seed, max_batch, batch_tokens, block_len, progress) -> MethodRun:
+                seed, max_batch, batch_tokens, block_len, progress, gram_mode) -> MethodRun:
     device = params[0][1].device
     targets = Targets.of(corpus, indices)  # also checks the indices (IndexError)
     if method == "reference":
         return reference(model, corpus, indices, params, block_len=block_len, progress=progress)
     if method == "exact":
+        probe = time.perf_counter()
         budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget(device)
-        return exact(model, corpus, targets, params, budget=budget, resident_dtype=resident_dtype,
-                     max_batch=max_batch, batch_tokens=batch_tokens, progress=progress)
+        run = exact(model, corpus, targets, params, budget=budget, resident_dtype=resident_dtype,
+                    max_batch=max_batch, batch_tokens=batch_tokens, progress=progress, gram_mode=gram_mode)
+        run.extra["probe_seconds"] = round(time.perf_counter() - probe - run.gradient_seconds - run.gram_seconds, 4)
+        return run
     if projection_dim < 1:
         raise ValueError(f"projection_dim must be ≥ 1, got {projection_dim}")
     return projected(model, corpus, targets, params, dim=int(projection_dim), seed=seed, max_batch=max_batch,
@@ -87,6 +115,7 @@ def similarity_matrix(
     batch_tokens: int | None = None,
     block_len: int = ORIGINAL_BLOCK_LEN,
     progress: ProgressCallback | None = None,
+    gram_mode: str = "ieee",
 ) -> SimilarityResult:
     """QDG cosine-similarity matrix of the per-token gradients of ``indices`` (canonical, int64 ``[S]``).
 
@@ -98,6 +127,8 @@ def similarity_matrix(
     ``max_batch`` / ``batch_tokens``: targets and padded tokens per backward pass (defaults 32 /
     16,384 on CUDA, 8 / 4,096 on CPU). ``block_len`` (reference): the original's Gram block.
     ``progress``: called with a :class:`Progress` after each batch.
+    ``gram_mode`` (exact): ``ieee`` (float32 products) | ``3xtf32`` (CUDA tensor cores, see
+    :mod:`.gram`) | ``3xtf32-emulated``.
     """
     indices, params = _checked(model, method, indices, exclude_final_layer_norm)
     device = params[0][1].device
@@ -107,12 +138,12 @@ def similarity_matrix(
     peak = PeakMemory(device)
     started = time.perf_counter()
     try:
-        with PrecisionGuard():
+        with PrecisionGuard(), ReusedHeap(device.type == "cpu"):
             run = _run_method(method, model, corpus, indices, params, memory_budget_bytes=memory_budget_bytes,
                               resident_dtype=resident_dtype, projection_dim=projection_dim, seed=seed,
                               max_batch=max_batch or (32 if cuda else 8),
                               batch_tokens=batch_tokens or (16384 if cuda else 4096), block_len=block_len,
-                              progress=progress)
+                              progress=progress, gram_mode=gram_mode)
         sync(device)
     finally:
         model.train(was_training)

@@ -20,7 +20,7 @@ import torch
 
 from ..canonical import CanonicalCorpus
 from .gradients import PerTokenGradients, Targets, collate
-from .gram import gram, normalize_, sync, to_fp16_
+from .gram import gram, row_sq_norms, sync, to_fp16_
 from .memory import plan_memory
 from .results import MethodRun, ProgressCallback, Reporter
 
@@ -55,25 +55,36 @@ class DenseMatrix:
 
 
 class _Blocks:
-    """The resident block, the staging block and (float16) the float32 batch buffer of a plan."""
+    """The resident block, the staging block, the L2 norm of every stored row (float64) and
+    (float16) the float32 batch buffer of a plan. Rows are stored unnormalized: float32 as
+    computed, float16 scaled by a power of two; products are divided by the norms afterwards."""
 
     def __init__(self, plan, p: int, device: torch.device):
         self.fp16 = plan.resident_dtype == "float16"
         store = torch.float16 if self.fp16 else torch.float32
         self.resident = torch.empty(plan.resident_tokens, p, dtype=store, device=device)
         self.staging = torch.empty(plan.stream_tokens, p, dtype=store, device=device)
-        self.res_scale = torch.ones(plan.resident_tokens, dtype=torch.float64, device=device)
-        self.stage_scale = torch.ones(plan.stream_tokens, dtype=torch.float64, device=device)
+        self.res_norm = torch.zeros(plan.resident_tokens, dtype=torch.float64, device=device)
+        self.stage_norm = torch.zeros(plan.stream_tokens, dtype=torch.float64, device=device)
         self.buf = torch.empty(plan.batch_size, p, dtype=torch.float32, device=device) if self.fp16 else None
+
+
+def cosines(products: torch.Tensor, a_norm: torch.Tensor, b_norm: torch.Tensor) -> torch.Tensor:
+    """Dot products of stored rows (float64 ``[m, n]``) divided by the rows' norms; a zero row
+    (norm 0) has cosine 0 with everything, itself included."""
+    one = torch.ones((), dtype=torch.float64, device=products.device)
+    # one division by n_i·n_j (commutative: a symmetric block stays exactly symmetric)
+    return products / torch.outer(torch.where(a_norm > 0, a_norm, one), torch.where(b_norm > 0, b_norm, one))
 
 
 class _Exact:
     """One ``exact`` run: gradients into the blocks of the plan, products into the sink."""
 
     def __init__(self, model, corpus: CanonicalCorpus, targets: Targets, params, *, budget: int,
-                 resident_dtype: str, max_batch: int, batch_tokens: int, progress, sink: BlockSink | None):
+                 resident_dtype: str, max_batch: int, batch_tokens: int, progress, sink: BlockSink | None,
+                 gram_mode: str = "ieee"):
         self.engine = PerTokenGradients(model, params)
-        self.corpus, self.targets, self.batch_tokens = corpus, targets, batch_tokens
+        self.corpus, self.targets, self.batch_tokens, self.gram_mode = corpus, targets, batch_tokens, gram_mode
         s = len(targets.positions)
         self.plan = plan_memory(s, self.engine.num_parameters, budget, resident_dtype=resident_dtype,
                                 max_batch=max_batch)
@@ -83,60 +94,62 @@ class _Exact:
         self.reporter = Reporter(progress, self.plan.gradient_computations, s, self.plan.blocks)
         self.zero, self.t_grad, self.t_gram = 0, 0.0, 0.0
 
-    def gradients(self, batch: np.ndarray, store_rows: torch.Tensor, scale_rows: torch.Tensor) -> int:
-        """Normalized gradients of ``batch`` into ``store_rows`` (float32, or scaled float16);
-        returns the number of all-zero gradients."""
+    def gradients(self, batch: np.ndarray, store_rows: torch.Tensor, norm_rows: torch.Tensor, norms: bool) -> None:
+        """Gradients of ``batch`` into ``store_rows`` (float32, or scaled float16), and (``norms``
+        or float16) their norms into ``norm_rows``."""
         t0 = time.perf_counter()
         device, blocks = self.engine.device, self.blocks
         ids, lens, tgt = collate(self.corpus, self.targets, batch, device)
         out = blocks.buf[: len(batch)] if blocks.fp16 else store_rows
         self.engine.compute(ids, lens, tgt, out)
-        z = normalize_(out)
         if blocks.fp16:
-            to_fp16_(out, store_rows, scale_rows)
+            to_fp16_(out, store_rows, norm_rows)
+        elif norms:
+            norm_rows.copy_(row_sq_norms(out).sqrt())
         sync(device)
         self.t_grad += time.perf_counter() - t0
-        return z
-
-    def product(self, rows, a, a_scale, cols, b, b_scale, symmetric: bool = False) -> None:
-        """``a @ b.T`` (cosines of ``rows`` × ``cols``) into the sink."""
-        t0 = time.perf_counter()
-        fp16 = self.blocks.fp16
-        c = gram(a, b, a_scale if fp16 else None, b_scale if fp16 else None)
-        if symmetric:
-            c = (c + c.T) / 2
-        self.sink.add(rows, cols, c)
-        self.t_gram += time.perf_counter() - t0
 
     def resident_block(self, k: int, block: np.ndarray) -> None:
-        """Compute block ``k``'s gradients into the resident rows and multiply it with itself."""
-        b, row = self.blocks, 0
+        """Compute block ``k``'s gradients into the resident rows and multiply it with itself (float32
+        rows get their norms from the product's diagonal)."""
+        b, row, r = self.blocks, 0, len(block)
         for batch in self.targets.batches(block, self.plan.batch_size, self.batch_tokens):
             n = len(batch)
-            self.zero += self.gradients(batch, b.resident[row : row + n], b.res_scale[row : row + n])
+            self.gradients(batch, b.resident[row : row + n], b.res_norm[row : row + n], norms=False)
             row += n
             self.reporter.add(n, k)
-        r = len(block)
-        self.product(block, b.resident[:r], b.res_scale[:r], block, b.resident[:r], b.res_scale[:r], symmetric=True)
+        t0 = time.perf_counter()
+        c = gram(b.resident[:r], mode=self.gram_mode)
+        if not b.fp16:
+            b.res_norm[:r] = c.diagonal().clamp_min(0).sqrt()
+        self.zero += int((b.res_norm[:r] == 0).sum())
+        self.sink.add(block, block, cosines(c, b.res_norm[:r], b.res_norm[:r]))
+        self.t_gram += time.perf_counter() - t0
+
+    def product(self, block: np.ndarray, staged: list[np.ndarray], fill: int) -> None:
+        """Resident block × the ``fill`` staged rows into the sink."""
+        t0 = time.perf_counter()
+        b, r = self.blocks, len(block)
+        c = gram(b.resident[:r], b.staging[:fill], mode=self.gram_mode)
+        self.sink.add(block, np.concatenate(staged), cosines(c, b.res_norm[:r], b.stage_norm[:fill]))
+        self.t_gram += time.perf_counter() - t0
 
     def stream_past(self, k: int, block: np.ndarray, rest: np.ndarray) -> None:
         """Stream the tokens ``rest`` past resident block ``k``, gathered in the staging block."""
-        b, r = self.blocks, len(block)
+        b = self.blocks
         staged: list[np.ndarray] = []
         fill = 0
         for batch in self.targets.batches(rest, self.plan.batch_size, self.batch_tokens):
             n = len(batch)
             if fill + n > self.plan.stream_tokens:
-                self.product(block, b.resident[:r], b.res_scale[:r], np.concatenate(staged), b.staging[:fill],
-                             b.stage_scale[:fill])
+                self.product(block, staged, fill)
                 staged, fill = [], 0
-            self.gradients(batch, b.staging[fill : fill + n], b.stage_scale[fill : fill + n])  # zeros counted once
+            self.gradients(batch, b.staging[fill : fill + n], b.stage_norm[fill : fill + n], norms=True)
             staged.append(batch)
             fill += n
             self.reporter.add(n, k)
         if fill:
-            self.product(block, b.resident[:r], b.res_scale[:r], np.concatenate(staged), b.staging[:fill],
-                         b.stage_scale[:fill])
+            self.product(block, staged, fill)
 
     def run(self) -> MethodRun:
         order = self.targets.longest_first()  # the last blocks are recomputed most
@@ -151,13 +164,14 @@ class _Exact:
             self.sink.finish(), self.reporter.done, gradient_seconds=self.t_grad, gram_seconds=self.t_gram,
             zero_gradients=self.zero, batch_size=plan.batch_size, memory_budget_bytes=self.budget,
             resident_tokens=plan.resident_tokens, blocks=plan.blocks, resident_dtype=plan.resident_dtype,
-            extra={"stream_tokens": plan.stream_tokens},
+            extra={"stream_tokens": plan.stream_tokens, "gram_mode": self.gram_mode},
         )
 
 
 def exact(model, corpus: CanonicalCorpus, targets: Targets, params, *, budget: int, resident_dtype: str,
           max_batch: int, batch_tokens: int, progress: ProgressCallback | None = None,
-          sink: BlockSink | None = None) -> MethodRun:
-    """Run ``exact`` (see the module docstring); ``sink`` defaults to :class:`DenseMatrix`."""
+          sink: BlockSink | None = None, gram_mode: str = "ieee") -> MethodRun:
+    """Run ``exact`` (see the module docstring); ``sink`` defaults to :class:`DenseMatrix`;
+    ``gram_mode``: see :mod:`.gram`."""
     return _Exact(model, corpus, targets, params, budget=budget, resident_dtype=resident_dtype, max_batch=max_batch,
-                  batch_tokens=batch_tokens, progress=progress, sink=sink).run()
+                  batch_tokens=batch_tokens, progress=progress, sink=sink, gram_mode=gram_mode).run()

@@ -16,7 +16,7 @@ from torch import nn
 def is_norm(module: nn.Module) -> bool:
     """A LayerNorm / RMSNorm module (by type or class name)."""
     name = type(module).__name__
-    return isinstance(module, nn.LayerNorm) or name.endswith("LayerNorm") or name.endswith("RMSNorm")
+    return isinstance(module, nn.LayerNorm) or name.endswith(("LayerNorm", "RMSNorm"))
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -108,7 +108,7 @@ class SimilarityResult:
         """Plain-JSON summary (no arrays) for logs and Dagster metadata."""
         return {
             "method": self.method,
-            "tokens": int(len(self.indices)),
+            "tokens": len(self.indices),
             "gradient_computations": int(self.gradient_computations),
             "gradient_computations_per_token": round(self.gradient_computations_per_token, 3),
             "seconds": round(self.seconds, 3),
@@ -127,4 +127,5 @@ class SimilarityResult:
             "projection_dim": self.projection_dim,
             "seed": self.seed,
             "zero_gradients": self.zero_gradients,
+            **{k: v for k, v in self.extra.items() if isinstance(v, (int, float, str))},
         }
