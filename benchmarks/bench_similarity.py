@@ -28,8 +28,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from quanta_core.canonical import CanonicalCorpus  # noqa: E402
-from quanta_core.similarity import (  # noqa: E402
+from quanta_core.canonical import CanonicalCorpus
+from quanta_core.similarity import (
     ORIGINAL_BLOCK_LEN,
     budget_for_resident,
     default_memory_budget,
@@ -78,6 +78,106 @@ def gemm_rate(device: torch.device, rows: int) -> float:
     return 2 * rows * rows * k / (time.perf_counter() - t)
 
 
+def gradient_flops(config, lengths: np.ndarray) -> float:
+    """Matrix FLOPs of ``exact``'s gradients for contexts of ``lengths`` tokens (real tokens, no
+    padding): every decoder layer but the last runs forward (24·d² per token for the QKV,
+    attention-output and MLP products), input-gradient backward (24·d², less the first layer's
+    QKV and, with the parallel residual, its first MLP product: the pass stops at their outputs)
+    and the per-sample weight gradients (24·d²); the last layer's QKV
+    does the same on every token (3 × 6·d²) and its attention output and MLP on the target row
+    only; causal attention 2·T²·d forward + 4·T²·d backward per layer; the unembedding of the
+    target row forward and backward (4·d·V). Elementwise work (norms, GELU, rotary, softmax) is
+    not counted."""
+    d, layers, v = config.hidden_size, config.num_hidden_layers, config.vocab_size
+    ff = config.intermediate_size
+    per_token_layer = 2 * d * (3 * d + d + 2 * ff)  # forward products of one layer, one token
+    t = np.asarray(lengths, dtype=np.float64)
+    first = 2 * d * 3 * d + (2 * d * ff if config.use_parallel_residual else 0)  # input gradients not formed
+    linear = t * (per_token_layer * 3 * (layers - 1) - first + 3 * 2 * d * 3 * d)
+    last_row = 3 * 2 * d * (d + 2 * ff)
+    attention = layers * 6 * t**2 * d
+    return float((linear + last_row + attention + 4 * d * v).sum())
+
+
+def gemm_peaks(threads: int) -> dict:
+    """float32 GEMM rates (FLOP/s) with ``threads`` threads: torch.mm (MKL) and oneDNN, 2048³."""
+    from quanta_core.similarity import onednn
+
+    torch.set_num_threads(threads)
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    rates = {}
+    for name, f in [("torch.mm (MKL)", lambda: torch.mm(a, b)), ("oneDNN", lambda: onednn.linear(a, b))]:
+        f()
+        best = min(_timed(f) for _ in range(5))
+        rates[name] = 2 * n**3 / best
+    return rates
+
+
+def _timed(f) -> float:
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def truth_errors() -> dict:
+    """Max |Δcos| against the float64 truth on a small GPT-NeoX overfit to losses ~1e-3 nats
+    (16 tokens under 0.01 nats): exact, the original (reference), projected (vs its own sketched truth)."""
+    from quanta_core.similarity.truth import float64_truth, low_loss_gptneox
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, corpus, losses = low_loss_gptneox()
+        idx = np.sort(np.random.default_rng(1).choice(np.flatnonzero(losses < 0.01), 16, replace=False))
+        truth = float64_truth(model, corpus, idx)
+        sketched = float64_truth(model, corpus, idx, projection_dim=4096, seed=5)
+        err = lambda m, t=truth: float(np.abs(m - t).max())
+        return {
+            "losses (nats)": (float(losses[idx].min()), float(losses[idx].max())),
+            "exact": err(similarity_matrix(model, corpus, idx).matrix),
+            "original (reference)": err(similarity_matrix(model, corpus, idx, method="reference").matrix),
+            "projected k=4096 (vs its float64 sketch)": err(similarity_matrix(
+                model, corpus, idx, method="projected", projection_dim=4096, seed=5).matrix, sketched),
+        }
+    finally:
+        torch.set_num_threads(threads)
+
+
+def gram_accuracy(device: torch.device, rows: int = 512, columns: int = 18_903_040) -> dict:
+    """Gram of ``rows`` float16-stored unit rows (as the resident block holds them) and of float32
+    rows, per mode, against a float64 Gram of the same rows: max |diag − 1|, max |Δ|, seconds."""
+    from quanta_core.similarity.gram import gram
+
+    gen = torch.Generator(device=device).manual_seed(0)
+    common = torch.randn(columns, device=device, generator=gen)
+    g = torch.linspace(-0.5, 2.0, rows, device=device)[:, None] * common
+    g = g + torch.randn(rows, columns, device=device, generator=gen)
+    g = g / g.norm(dim=1, keepdim=True)
+    out = {}
+    for dtype in (torch.float16, torch.float32):
+        x = (g * 2**13).to(dtype) if dtype == torch.float16 else g
+        truth = torch.zeros(rows, rows, dtype=torch.float64, device=device)
+        for c in range(0, columns, 1 << 20):  # float64 Gram, in column chunks (memory)
+            xc = x[:, c : c + (1 << 20)].double()
+            truth += xc @ xc.T
+        norms = truth.diagonal().sqrt()
+        truth /= torch.outer(norms, norms)
+        for mode in (["ieee", "3xtf32"] if device.type == "cuda" else ["ieee", "3xtf32-emulated"]):
+            _sync(device)
+            t = time.perf_counter()
+            c = gram(x, mode=mode) / torch.outer(norms, norms)
+            _sync(device)
+            out[f"{str(dtype)[6:]} rows, {mode}"] = (float((c.diagonal() - 1).abs().max()),
+                                                      float((c - truth).abs().max()), time.perf_counter() - t)
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def original_gram_flops(s: int, p: int, block_len: int = ORIGINAL_BLOCK_LEN) -> float:
     blocks = [min(block_len, s - i) for i in range(0, s, block_len)]
     return sum(2.0 * bi * bj * p for i, bi in enumerate(blocks) for bj in blocks[i:])
@@ -107,7 +207,21 @@ def main() -> None:
     ap.add_argument("--exact-tokens", type=int, default=None,
                     help="time exact on this many of the S tokens and extrapolate (default: all)")
     ap.add_argument("--save", default=None, help="write the exact matrix to this .npy")
+    ap.add_argument("--gram-mode", default="ieee", help="exact's Gram: ieee | 3xtf32 (CUDA)")
+    ap.add_argument("--truth", action="store_true", help="float64-truth errors on a low-loss model, then exit")
+    ap.add_argument("--gram-check", type=int, default=0, metavar="ROWS",
+                    help="Gram accuracy per mode on ROWS rows against float64, then exit")
+    ap.add_argument("--gram-check-columns", type=int, default=18_903_040, help="columns of --gram-check's rows")
     args = ap.parse_args()
+    if args.truth:
+        for name, value in truth_errors().items():
+            print(f"float64 truth, max |Δcos|, {name}: {value}")
+        return
+    if args.gram_check:
+        for name, (diag, delta, sec) in gram_accuracy(torch.device(args.device), args.gram_check,
+                                                                   args.gram_check_columns).items():
+            print(f"Gram {name}: max |diag − 1| {diag:.1e}, max |Δ| vs float64 {delta:.1e}, {sec:.2f} s")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -141,12 +255,18 @@ def main() -> None:
           + ("" if len(ex_idx) == args.tokens else " (quantiles of the S by context length; extrapolated below)"))
     ex = similarity_matrix(model, corpus, ex_idx, method="exact", memory_budget_bytes=budget,
                            resident_dtype=args.resident_dtype, max_batch=args.max_batch,
-                           batch_tokens=args.batch_tokens, progress=progress)
+                           batch_tokens=args.batch_tokens, progress=progress, gram_mode=args.gram_mode)
     ex_per_grad = ex.gradient_seconds / ex.gradient_computations
     print(f"  {ex.seconds:.1f} s total ({ex.gradient_seconds:.1f} s gradients, {ex.gram_seconds:.1f} s Gram), "
           f"{ex.gradient_computations} gradient computations ({ex.gradient_computations_per_token:.2f} per token), "
           f"{ex_per_grad * 1e3:.1f} ms per gradient; resident {ex.resident_tokens} tokens × {ex.blocks} blocks "
           f"({ex.resident_dtype}), batch {ex.batch_size}, peak memory {ex.peak_memory_bytes / GIB:.2f} GiB")
+    flops = gradient_flops(model.config, positions[np.isin(indices, ex_idx)]) * ex.gradient_computations_per_token
+    print(f"  gradients: {flops / 1e9:.0f} GFLOP of matrix products (see gradient_flops) → "
+          f"{flops / ex.gradient_seconds / 1e9:.0f} GFLOP/s; Gram {ex.gram_seconds:.1f} s ({args.gram_mode})")
+    if device.type == "cpu":
+        peaks = gemm_peaks(torch.get_num_threads())
+        print("  float32 GEMM peak, same threads: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
     m = ex.matrix
     print(f"  symmetric: {np.abs(m - m.T).max():.1e}, |diag − 1| max {np.abs(np.diag(m) - 1).max():.1e}")
     ex_count, ex_total = ex.gradient_computations, ex.seconds
@@ -201,11 +321,11 @@ def main() -> None:
         print("\n| | exact | reference (original) | ratio |\n|---|---|---|---|")
         print(f"| seconds per gradient | {ex_per_grad:.3f} | {ref_per_grad:.3f} | {ref_per_grad / ex_per_grad:.1f}× |")
         print(f"| gradient computations (S = {args.tokens}) | {ex_count} | {ref_count} | {ref_count / ex_count:.2f}× |")
-        est = lambda b: "" if b else " (extrapolated)"  # noqa: E731
+        est = lambda b: "" if b else " (extrapolated)"
         print(f"| total seconds (S = {args.tokens}) | {ex_total:.1f}{est(len(ex_idx) == args.tokens)} | "
               f"{ref_total:.1f}{est(full)} | {ref_total / ex_total:.1f}× |")
 
-    print("\ngradient computations per token at S = 10,000 (pythia-70m, {:,} parameters):".format(p))
+    print(f"\ngradient computations per token at S = 10,000 (pythia-70m, {p:,} parameters):")
     for label, b in [("24 GiB (CPU)", 24 * GIB), ("80 GiB (GPU)", 80 * GIB), (f"this run's {budget / GIB:.1f} GiB", budget)]:
         plan = plan_memory(10_000, p, b)
         print(f"  {label}: resident {plan.resident_tokens} ({plan.resident_dtype}) × {plan.blocks} blocks → "
