@@ -3,6 +3,7 @@ and the hooks that write every sample's gradient w.r.t. the similarity parameter
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,8 @@ from torch import nn
 from ..batching import length_batches
 from ..canonical import CanonicalCorpus, index_to_doc_pos
 from .onednn import OneDnnLinears, outer_sums_
-from .parameters import is_norm, last_layer_positionwise_modules
+from .parameters import decoder_layers, is_norm, last_layer_positionwise_modules
+from .target_attention import TargetRows
 
 MAX_PADDING = 0.25  # no context in a batch padded by more than a quarter of the longest
 
@@ -87,8 +89,9 @@ class PerTokenGradients:
     :func:`similarity_parameters`). Samples don't interact (causal attention, right padding), so
     the summed loss gives every sample its own gradient. No parameter ``.grad`` is formed, and
     the backward pass stops at the first hooked modules' outputs (no embedding gradient). In the
-    last layer the position-wise modules (:func:`last_layer_positionwise_modules`) run on the
-    target rows only.
+    last layer the position-wise modules (:func:`last_layer_positionwise_modules`) and the
+    attention (:mod:`.target_attention`) run on the target rows only; the Linear products go
+    through oneDNN on x86 CPUs (:mod:`.onednn`).
     """
 
     def __init__(self, model: nn.Module, params: list[tuple[str, nn.Parameter]]):
@@ -103,6 +106,8 @@ class PerTokenGradients:
             offset += p.numel()
         self.modules = _hooked_modules(model, params, self.offsets)
         self.target_row_modules = last_layer_positionwise_modules(model)
+        sdpa = getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa"
+        self.target_attention = decoder_layers(model)[-1].attention if self.target_row_modules and sdpa else None
         self._out: torch.Tensor | None = None
         self._inputs: dict[int, torch.Tensor] = {}
         self._last: torch.Tensor | None = None  # [N] position of each sample's target row
@@ -180,7 +185,9 @@ class PerTokenGradients:
         try:
             for p, _ in grad_flags:
                 p.requires_grad_(False)
-            with torch.enable_grad(), OneDnnLinears(self.model.modules()):
+            rows = nullcontext() if self.target_attention is None else TargetRows(self.model, self.target_attention,
+                                                                                   lengths - 1)
+            with torch.enable_grad(), OneDnnLinears(self.model.modules()), rows:
                 self._loss(ids, lengths, targets).backward()
             if self._inputs:
                 raise RuntimeError(f"{len(self._inputs)} hooked modules got no gradient")
