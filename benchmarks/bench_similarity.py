@@ -18,10 +18,10 @@ tokens with the original's count of gradient computations (``--full-reference`` 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -29,8 +29,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from quanta_core.canonical import CanonicalCorpus  # noqa: E402
-from quanta_core.similarity import (  # noqa: E402
+from quanta_core.canonical import CanonicalCorpus
+from quanta_core.similarity import (
     ORIGINAL_BLOCK_LEN,
     budget_for_resident,
     default_memory_budget,
@@ -79,6 +79,106 @@ def gemm_rate(device: torch.device, rows: int) -> float:
     return 2 * rows * rows * k / (time.perf_counter() - t)
 
 
+def gradient_flops(config, lengths: np.ndarray) -> float:
+    """Matrix FLOPs of ``exact``'s gradients for contexts of ``lengths`` tokens (real tokens, no
+    padding): every decoder layer but the last runs forward (24·d² per token for the QKV,
+    attention-output and MLP products), input-gradient backward (24·d², less the first layer's
+    QKV and, with the parallel residual, its first MLP product: the pass stops at their outputs)
+    and the per-sample weight gradients (24·d²); the last layer's QKV
+    does the same on every token (3 × 6·d²) and its attention output and MLP on the target row
+    only; causal attention 2·T²·d forward + 4·T²·d backward per layer; the unembedding of the
+    target row forward and backward (4·d·V). Elementwise work (norms, GELU, rotary, softmax) is
+    not counted."""
+    d, layers, v = config.hidden_size, config.num_hidden_layers, config.vocab_size
+    ff = config.intermediate_size
+    per_token_layer = 2 * d * (3 * d + d + 2 * ff)  # forward products of one layer, one token
+    t = np.asarray(lengths, dtype=np.float64)
+    first = 2 * d * 3 * d + (2 * d * ff if config.use_parallel_residual else 0)  # input gradients not formed
+    linear = t * (per_token_layer * 3 * (layers - 1) - first + 3 * 2 * d * 3 * d)
+    last_row = 3 * 2 * d * (d + 2 * ff)
+    attention = layers * 6 * t**2 * d
+    return float((linear + last_row + attention + 4 * d * v).sum())
+
+
+def gemm_peaks(threads: int) -> dict:
+    """float32 GEMM rates (FLOP/s) with ``threads`` threads: torch.mm (MKL) and oneDNN, 2048³."""
+    from quanta_core.similarity import onednn
+
+    torch.set_num_threads(threads)
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    rates = {}
+    for name, f in [("torch.mm (MKL)", lambda: torch.mm(a, b)), ("oneDNN", lambda: onednn.linear(a, b))]:
+        f()
+        best = min(_timed(f) for _ in range(5))
+        rates[name] = 2 * n**3 / best
+    return rates
+
+
+def _timed(f) -> float:
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def truth_errors() -> dict:
+    """Max |Δcos| against the float64 truth on a small GPT-NeoX overfit to losses ~1e-3 nats
+    (16 tokens under 0.01 nats): exact, the original (reference), projected (vs its own sketched truth)."""
+    from quanta_core.similarity.truth import float64_truth, low_loss_gptneox
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, corpus, losses = low_loss_gptneox()
+        idx = np.sort(np.random.default_rng(1).choice(np.flatnonzero(losses < 0.01), 16, replace=False))
+        truth = float64_truth(model, corpus, idx)
+        sketched = float64_truth(model, corpus, idx, projection_dim=4096, seed=5)
+        err = lambda m, t=truth: float(np.abs(m - t).max())
+        return {
+            "losses (nats)": (float(losses[idx].min()), float(losses[idx].max())),
+            "exact": err(similarity_matrix(model, corpus, idx).matrix),
+            "original (reference)": err(similarity_matrix(model, corpus, idx, method="reference").matrix),
+            "projected k=4096 (vs its float64 sketch)": err(similarity_matrix(
+                model, corpus, idx, method="projected", projection_dim=4096, seed=5).matrix, sketched),
+        }
+    finally:
+        torch.set_num_threads(threads)
+
+
+def gram_accuracy(device: torch.device, rows: int = 512, columns: int = 18_903_040) -> dict:
+    """Gram of ``rows`` float16-stored unit rows (as the resident block holds them) and of float32
+    rows, per mode, against a float64 Gram of the same rows: max |diag − 1|, max |Δ|, seconds."""
+    from quanta_core.similarity.gram import gram
+
+    gen = torch.Generator(device=device).manual_seed(0)
+    common = torch.randn(columns, device=device, generator=gen)
+    g = torch.linspace(-0.5, 2.0, rows, device=device)[:, None] * common
+    g = g + torch.randn(rows, columns, device=device, generator=gen)
+    g = g / g.norm(dim=1, keepdim=True)
+    out = {}
+    for dtype in (torch.float16, torch.float32):
+        x = (g * 2**13).to(dtype) if dtype == torch.float16 else g
+        truth = torch.zeros(rows, rows, dtype=torch.float64, device=device)
+        for c in range(0, columns, 1 << 20):  # float64 Gram, in column chunks (memory)
+            xc = x[:, c : c + (1 << 20)].double()
+            truth += xc @ xc.T
+        norms = truth.diagonal().sqrt()
+        truth /= torch.outer(norms, norms)
+        for mode in (["ieee", "3xtf32"] if device.type == "cuda" else ["ieee", "3xtf32-emulated"]):
+            _sync(device)
+            t = time.perf_counter()
+            c = gram(x, mode=mode) / torch.outer(norms, norms)
+            _sync(device)
+            out[f"{str(dtype)[6:]} rows, {mode}"] = (float((c.diagonal() - 1).abs().max()),
+                                                      float((c - truth).abs().max()), time.perf_counter() - t)
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def original_gram_flops(s: int, p: int, block_len: int = ORIGINAL_BLOCK_LEN) -> float:
     blocks = [min(block_len, s - i) for i in range(0, s, block_len)]
     return sum(2.0 * bi * bj * p for i, bi in enumerate(blocks) for bj in blocks[i:])
@@ -91,7 +191,7 @@ def stratified(indices: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
     return np.sort(indices[order[((np.arange(n) + 0.5) / n * len(indices)).astype(int)]])
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--tokens", type=int, default=256, help="S, selected tokens")
@@ -108,7 +208,16 @@ def main() -> None:
     ap.add_argument("--exact-tokens", type=int, default=None,
                     help="time exact on this many of the S tokens and extrapolate (default: all)")
     ap.add_argument("--save", default=None, help="write the exact matrix to this .npy")
-    args = ap.parse_args()
+    ap.add_argument("--gram-mode", default="ieee", help="exact's Gram: ieee | 3xtf32 (CUDA)")
+    ap.add_argument("--truth", action="store_true", help="float64-truth errors on a low-loss model, then exit")
+    ap.add_argument("--gram-check", type=int, default=0, metavar="ROWS",
+                    help="Gram accuracy per mode on ROWS rows against float64, then exit")
+    ap.add_argument("--gram-check-columns", type=int, default=18_903_040, help="columns of --gram-check's rows")
+    return ap.parse_args()
+
+
+def setup(args) -> SimpleNamespace:
+    """Model, corpus, the S selected tokens and the memory budget of one benchmark run."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -118,15 +227,19 @@ def main() -> None:
     corpus = synthetic_corpus(max(200, args.tokens))
     rng = np.random.default_rng(1)
     indices = np.sort(rng.choice(corpus.num_predictable, args.tokens, replace=False)).astype(np.int64)
-    docs_len = corpus.num_tokens[np.searchsorted(corpus.starts, indices, side="right") - 1]
-    positions = indices - corpus.starts[np.searchsorted(corpus.starts, indices, side="right") - 1] + 1
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"torch {torch.__version__}")
+    docs = np.searchsorted(corpus.starts, indices, side="right") - 1
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    run = SimpleNamespace(device=device, model=model, params=params, p=p, corpus=corpus, indices=indices,
+                          docs_len=corpus.num_tokens[docs], positions=indices - corpus.starts[docs] + 1)
+    run.budget = int(args.memory_budget_gib * GIB) if args.memory_budget_gib else default_memory_budget(device)
+    print(f"device {device} ({name}), torch {torch.__version__}")
     print(f"model: pythia-70m shape, random weights; similarity parameters {p:,} in {len(params)} tensors")
-    print(f"tokens S = {args.tokens}: mean context (exact) {positions.mean():.0f} tokens, "
-          f"mean document (reference) {docs_len.mean():.0f} tokens")
-    budget = int(args.memory_budget_gib * GIB) if args.memory_budget_gib else default_memory_budget(device)
+    print(f"tokens S = {args.tokens}: mean context (exact) {run.positions.mean():.0f} tokens, "
+          f"mean document (reference) {run.docs_len.mean():.0f} tokens")
+    return run
 
+
+def progress_printer():
     last = [0.0]
 
     def progress(pr):
@@ -136,82 +249,126 @@ def main() -> None:
             print(f"  … {pr.gradients_done}/{pr.gradients_total} gradients, block {pr.block + 1}/{pr.blocks}, "
                   f"{pr.rate:.2f}/s, ETA {pr.eta_seconds:.0f} s", flush=True)
 
+    return progress
+
+
+def run_exact(args, run) -> SimpleNamespace:
+    """Time ``exact`` (on all S tokens or a stratified part, then extrapolated); GFLOP/s."""
     n_exact = args.exact_tokens or args.tokens
-    ex_idx = indices if n_exact >= args.tokens else stratified(indices, positions, n_exact)
-    print(f"\n[exact] memory budget {budget / GIB:.1f} GiB, {len(ex_idx)} tokens"
+    ex_idx = run.indices if n_exact >= args.tokens else stratified(run.indices, run.positions, n_exact)
+    print(f"\n[exact] memory budget {run.budget / GIB:.1f} GiB, {len(ex_idx)} tokens"
           + ("" if len(ex_idx) == args.tokens else " (quantiles of the S by context length; extrapolated below)"))
-    ex = similarity_matrix(model, corpus, ex_idx, method="exact", memory_budget_bytes=budget,
+    ex = similarity_matrix(run.model, run.corpus, ex_idx, method="exact", memory_budget_bytes=run.budget,
                            resident_dtype=args.resident_dtype, max_batch=args.max_batch,
-                           batch_tokens=args.batch_tokens, progress=progress)
-    ex_per_grad = ex.gradient_seconds / ex.gradient_computations
+                           batch_tokens=args.batch_tokens, progress=progress_printer(), gram_mode=args.gram_mode)
+    per_grad = ex.gradient_seconds / ex.gradient_computations
     print(f"  {ex.seconds:.1f} s total ({ex.gradient_seconds:.1f} s gradients, {ex.gram_seconds:.1f} s Gram), "
           f"{ex.gradient_computations} gradient computations ({ex.gradient_computations_per_token:.2f} per token), "
-          f"{ex_per_grad * 1e3:.1f} ms per gradient; resident {ex.resident_tokens} tokens × {ex.blocks} blocks "
+          f"{per_grad * 1e3:.1f} ms per gradient; resident {ex.resident_tokens} tokens × {ex.blocks} blocks "
           f"({ex.resident_dtype}), batch {ex.batch_size}, peak memory {ex.peak_memory_bytes / GIB:.2f} GiB")
+    flops = gradient_flops(run.model.config, run.positions[np.isin(run.indices, ex_idx)])
+    flops *= ex.gradient_computations_per_token
+    print(f"  gradients: {flops / 1e9:.0f} GFLOP of matrix products (see gradient_flops) → "
+          f"{flops / ex.gradient_seconds / 1e9:.0f} GFLOP/s; Gram {ex.gram_seconds:.1f} s ({args.gram_mode})")
+    if run.device.type == "cpu":
+        peaks = gemm_peaks(torch.get_num_threads())
+        print("  float32 GEMM peak, same threads: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
     m = ex.matrix
     print(f"  symmetric: {np.abs(m - m.T).max():.1e}, |diag − 1| max {np.abs(np.diag(m) - 1).max():.1e}")
-    ex_count, ex_total = ex.gradient_computations, ex.seconds
-    if len(ex_idx) < args.tokens:
-        plan = plan_memory(args.tokens, p, budget, resident_dtype=args.resident_dtype,
-                           max_batch=args.max_batch or (32 if device.type == "cuda" else 8))
-        gram_rate = len(ex_idx) ** 2 * 2 * p / max(ex.gram_seconds, 1e-9)
-        ex_count = plan.gradient_computations
-        ex_total = ex_count * ex_per_grad + args.tokens ** 2 * 2 * p / gram_rate
-        print(f"  extrapolated to S = {args.tokens}: {ex_count} gradient computations × {ex_per_grad:.2f} s "
-              f"+ Gram at the measured {gram_rate / 1e9:.0f} GFLOP/s = {ex_total:.0f} s "
+    out = SimpleNamespace(result=ex, indices=ex_idx, per_grad=per_grad, count=ex.gradient_computations,
+                          total=ex.seconds, measured=len(ex_idx) == args.tokens)
+    if not out.measured:
+        plan = plan_memory(args.tokens, run.p, run.budget, resident_dtype=args.resident_dtype,
+                           max_batch=args.max_batch or (32 if run.device.type == "cuda" else 8))
+        gram_rate = len(ex_idx) ** 2 * 2 * run.p / max(ex.gram_seconds, 1e-9)
+        out.count = plan.gradient_computations
+        out.total = out.count * per_grad + args.tokens ** 2 * 2 * run.p / gram_rate
+        print(f"  extrapolated to S = {args.tokens}: {out.count} gradient computations × {per_grad:.2f} s "
+              f"+ Gram at the measured {gram_rate / 1e9:.0f} GFLOP/s = {out.total:.0f} s "
               f"(resident {plan.resident_tokens} {plan.resident_dtype} × {plan.blocks} blocks)")
     if args.save:
         np.save(args.save, m)
+    return out
+
+
+def compare_variants(args, run, ex) -> None:
+    """float16 vs float32 resident blocks, and projected vs exact, on exact's tokens."""
+    m, idx = ex.result.matrix, ex.indices
     if args.compare_fp16:
-        runs = {dt: similarity_matrix(model, corpus, ex_idx, method="exact", resident_dtype=dt,
-                                      memory_budget_bytes=budget_for_resident(len(ex_idx), p, -(-len(ex_idx) // 3), dt),
-                                      max_batch=args.max_batch, batch_tokens=args.batch_tokens) for dt in ("float32", "float16")}
+        runs = {dt: similarity_matrix(run.model, run.corpus, idx, method="exact", resident_dtype=dt,
+                                      memory_budget_bytes=budget_for_resident(len(idx), run.p, -(-len(idx) // 3), dt),
+                                      max_batch=args.max_batch, batch_tokens=args.batch_tokens)
+                for dt in ("float32", "float16")}
         d = np.abs(runs["float16"].matrix - runs["float32"].matrix)
         print(f"[float16 resident vs float32] ({runs['float16'].blocks} blocks, streamed) max |Δcos| {d.max():.2e}, "
               f"mean {d.mean():.2e}; float32 streamed vs all-resident max {np.abs(runs['float32'].matrix - m).max():.2e}")
-
     for k in [int(x) for x in args.projected_dims.split(",") if x]:
-        pr = similarity_matrix(model, corpus, ex_idx, method="projected", projection_dim=k, seed=0,
+        pr = similarity_matrix(run.model, run.corpus, idx, method="projected", projection_dim=k, seed=0,
                                max_batch=args.max_batch, batch_tokens=args.batch_tokens)
-        off = ~np.eye(len(ex_idx), dtype=bool)
-        err = np.abs(pr.matrix - m)[off]
+        err = np.abs(pr.matrix - m)[~np.eye(len(idx), dtype=bool)]
         print(f"[projected k={k}] {pr.seconds:.1f} s; |cos − exact|: mean {err.mean():.4f}, "
               f"rms {np.sqrt((err ** 2).mean()):.4f}, max {err.max():.4f}")
 
-    if not args.skip_reference:
-        full = args.full_reference
-        ref_idx = indices if full else stratified(indices, docs_len, args.reference_tokens)
-        print(f"\n[reference] {'all' if full else len(ref_idx)} tokens"
-              + ("" if full else f" (quantiles of the S by document length; mean document {docs_len[np.isin(indices, ref_idx)].mean():.0f} tokens)"))
-        ref = similarity_matrix(model, corpus, ref_idx, method="reference", progress=progress)
-        ref_per_grad = ref.gradient_seconds / ref.gradient_computations
-        ref_count = original_gradient_computations(args.tokens)
-        if full:
-            ref_total = ref.seconds
-            print(f"  {ref.seconds:.1f} s, {ref.gradient_computations} gradient computations, "
-                  f"max |exact − reference| {np.abs(ref.matrix - m).max():.2e} "
-                  f"(reference |diag − 1| max {np.abs(np.diag(ref.matrix) - 1).max():.1e}: float32 norms)")
-        else:
-            rate = gemm_rate(device, min(args.tokens, ORIGINAL_BLOCK_LEN))
-            gram_s = original_gram_flops(args.tokens, p) / rate
-            ref_total = ref_count * ref_per_grad + gram_s
-            print(f"  measured {ref.gradient_computations} gradients in {ref.gradient_seconds:.1f} s; "
-                  f"reference |diag − 1| max {np.abs(np.diag(ref.matrix) - 1).max():.1e} (float32 norms)")
-            print(f"  extrapolated to S = {args.tokens}: {ref_count} gradient computations × {ref_per_grad:.2f} s "
-                  f"+ Gram {gram_s:.1f} s (float32 GEMM at {rate / 1e9:.0f} GFLOP/s) = {ref_total:.0f} s")
-        print("\n| | exact | reference (original) | ratio |\n|---|---|---|---|")
-        print(f"| seconds per gradient | {ex_per_grad:.3f} | {ref_per_grad:.3f} | {ref_per_grad / ex_per_grad:.1f}× |")
-        print(f"| gradient computations (S = {args.tokens}) | {ex_count} | {ref_count} | {ref_count / ex_count:.2f}× |")
-        est = lambda b: "" if b else " (extrapolated)"  # noqa: E731
-        print(f"| total seconds (S = {args.tokens}) | {ex_total:.1f}{est(len(ex_idx) == args.tokens)} | "
-              f"{ref_total:.1f}{est(full)} | {ref_total / ex_total:.1f}× |")
 
-    print("\ngradient computations per token at S = 10,000 (pythia-70m, {:,} parameters):".format(p))
-    for label, b in [("24 GiB (CPU)", 24 * GIB), ("80 GiB (GPU)", 80 * GIB), (f"this run's {budget / GIB:.1f} GiB", budget)]:
+def run_reference(args, run, ex) -> None:
+    """Time the original's loop (all S, or a stratified part extrapolated) and print the ratios."""
+    full = args.full_reference
+    ref_idx = run.indices if full else stratified(run.indices, run.docs_len, args.reference_tokens)
+    mean_doc = run.docs_len[np.isin(run.indices, ref_idx)].mean()
+    print(f"\n[reference] {'all' if full else len(ref_idx)} tokens"
+          + ("" if full else f" (quantiles of the S by document length; mean document {mean_doc:.0f} tokens)"))
+    ref = similarity_matrix(run.model, run.corpus, ref_idx, method="reference", progress=progress_printer())
+    ref_per_grad = ref.gradient_seconds / ref.gradient_computations
+    ref_count = original_gradient_computations(args.tokens)
+    diag = np.abs(np.diag(ref.matrix) - 1).max()
+    if full:
+        ref_total = ref.seconds
+        print(f"  {ref.seconds:.1f} s, {ref.gradient_computations} gradient computations, max |exact − reference| "
+              f"{np.abs(ref.matrix - ex.result.matrix).max():.2e} (reference |diag − 1| max {diag:.1e}: float32 norms)")
+    else:
+        rate = gemm_rate(run.device, min(args.tokens, ORIGINAL_BLOCK_LEN))
+        gram_s = original_gram_flops(args.tokens, run.p) / rate
+        ref_total = ref_count * ref_per_grad + gram_s
+        print(f"  measured {ref.gradient_computations} gradients in {ref.gradient_seconds:.1f} s; "
+              f"reference |diag − 1| max {diag:.1e} (float32 norms)")
+        print(f"  extrapolated to S = {args.tokens}: {ref_count} gradient computations × {ref_per_grad:.2f} s "
+              f"+ Gram {gram_s:.1f} s (float32 GEMM at {rate / 1e9:.0f} GFLOP/s) = {ref_total:.0f} s")
+    est = {True: "", False: " (extrapolated)"}
+    print("\n| | exact | reference (original) | ratio |\n|---|---|---|---|")
+    print(f"| seconds per gradient | {ex.per_grad:.3f} | {ref_per_grad:.3f} | {ref_per_grad / ex.per_grad:.1f}× |")
+    print(f"| gradient computations (S = {args.tokens}) | {ex.count} | {ref_count} | {ref_count / ex.count:.2f}× |")
+    print(f"| total seconds (S = {args.tokens}) | {ex.total:.1f}{est[ex.measured]} | "
+          f"{ref_total:.1f}{est[full]} | {ref_total / ex.total:.1f}× |")
+
+
+def print_plans(p: int, budget: int) -> None:
+    print(f"\ngradient computations per token at S = 10,000 (pythia-70m, {p:,} parameters):")
+    h200 = int(0.85 * 139 * GIB)
+    for label, b in [("24 GiB (CPU)", 24 * GIB), ("80 GiB (GPU)", 80 * GIB), ("85 % of an H200's 139 GiB", h200),
+                     (f"this run's {budget / GIB:.1f} GiB", budget)]:
         plan = plan_memory(10_000, p, b)
         print(f"  {label}: resident {plan.resident_tokens} ({plan.resident_dtype}) × {plan.blocks} blocks → "
               f"{plan.gradient_computations_per_token:.2f} per token (original: "
               f"{original_gradient_computations(10_000) / 10_000:.1f})")
+
+
+def main() -> None:
+    args = parse_args()
+    if args.truth:
+        for name, value in truth_errors().items():
+            print(f"float64 truth, max |Δcos|, {name}: {value}")
+        return
+    if args.gram_check:
+        checks = gram_accuracy(torch.device(args.device), args.gram_check, args.gram_check_columns)
+        for name, (diag, delta, sec) in checks.items():
+            print(f"Gram {name}: max |diag − 1| {diag:.1e}, max |Δ| vs float64 {delta:.1e}, {sec:.2f} s")
+        return
+    run = setup(args)
+    ex = run_exact(args, run)
+    compare_variants(args, run, ex)
+    if not args.skip_reference:
+        run_reference(args, run, ex)
+    print_plans(run.p, run.budget)
 
 
 if __name__ == "__main__":

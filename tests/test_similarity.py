@@ -1,6 +1,8 @@
 """QDG similarity (quanta_core.similarity): exact vs the original's algorithm, memory-budget
 streaming, the parameter set, the projected approximation. Small random GPT-NeoX models."""
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,8 +51,11 @@ def exact(model, corpus, indices):
     return similarity_matrix(model, corpus, indices)
 
 
-def naive_cosines(model, corpus, indices, params):
-    """float64 cosines of plain-autograd gradients, full document, one token at a time."""
+def naive_cosines(model, corpus, indices, exclude_final_layer_norm=False):
+    """float64 cosines of plain-autograd gradients of the model run wholly in float64 (a copy),
+    full document, one token at a time."""
+    model = copy.deepcopy(model).double()
+    params = similarity_parameters(model, exclude_final_layer_norm=exclude_final_layer_norm)
     grads = []
     for g in indices:
         doc = int(np.searchsorted(corpus.starts, g, side="right") - 1)
@@ -59,8 +64,7 @@ def naive_cosines(model, corpus, indices, params):
         model.zero_grad()
         logits = model(input_ids=ids).logits[0]
         torch.nn.functional.cross_entropy(logits[pos - 1 : pos], ids[0, pos : pos + 1]).backward()
-        grads.append(torch.cat([p.grad.flatten() for _, p in params]).double())
-    model.zero_grad()
+        grads.append(torch.cat([p.grad.flatten() for _, p in params]))
     g = torch.stack(grads)
     g = g / g.norm(dim=1, keepdim=True)
     return (g @ g.T).numpy()
@@ -80,16 +84,16 @@ def test_exact_equals_reference(exact, reference, indices):
 
 
 def test_exact_equals_float64_autograd(model, corpus, indices, exact):
-    truth = naive_cosines(model, corpus, indices, similarity_parameters(model))
-    assert np.abs(exact.matrix - truth).max() < 5e-6
+    truth = naive_cosines(model, corpus, indices)
+    assert np.abs(exact.matrix - truth).max() < 2e-6  # measured 8.9e-7 (float32 model, float64 truth)
 
 
 def test_exact_sequential_residual_equals_float64_autograd(corpus, indices):
     """GPT-NeoX without the parallel residual (the other branch the last-layer row pruning meets)."""
     model = make_tiny_gptneox(max_positions=1024, parallel_residual=False, seed=1)
     result = similarity_matrix(model, corpus, indices, max_batch=3)
-    truth = naive_cosines(model, corpus, indices, similarity_parameters(model))
-    assert np.abs(result.matrix - truth).max() < 5e-6
+    truth = naive_cosines(model, corpus, indices)
+    assert np.abs(result.matrix - truth).max() < 2e-6
 
 
 def test_last_layer_runs_on_target_rows_only(model, corpus, indices):
@@ -156,9 +160,9 @@ def test_parameter_set(model, exclude_final):
 
 def test_exclude_final_layer_norm_changes_the_matrix(model, corpus, indices, exact):
     without = similarity_matrix(model, corpus, indices, exclude_final_layer_norm=True)
-    truth = naive_cosines(model, corpus, indices, similarity_parameters(model, exclude_final_layer_norm=True))
+    truth = naive_cosines(model, corpus, indices, exclude_final_layer_norm=True)
     assert without.num_parameters == exact.num_parameters - 2 * 32
-    assert np.abs(without.matrix - truth).max() < 5e-6
+    assert np.abs(without.matrix - truth).max() < 2e-6
     assert np.abs(without.matrix - exact.matrix).max() > 2e-5  # 64 of 25k parameters: a small but real change
 
 

@@ -1,0 +1,161 @@
+"""QDG similarity: cosine similarity of per-token loss gradients (Michaud et al. 2023).
+
+For each selected canonical index g (target token ``ids[pos]`` of document ``doc``) we take the
+gradient of that single token's cross-entropy loss w.r.t. the *similarity parameters*
+(:mod:`.parameters`), L2-normalize it, and the matrix entry ``C[i, j]`` is the dot product of the
+normalized gradients. :func:`similarity_matrix` is the entry point; its methods:
+
+``exact`` (default, :mod:`.exact`)
+    Per-sample gradients of the targets, batched by context length, through hooks on the Linear
+    layers and the final layer norm (:mod:`.gradients`); norms in float64; Gram products summed
+    over column chunks in float64 (:mod:`.gram`); a resident block within a memory budget
+    (:mod:`.memory`), computed once when all S fit.
+``projected`` (:mod:`.projected`)
+    A seeded CountSketch of every gradient, computed once; memory ``S × projection_dim``.
+``reference`` (:mod:`.reference`)
+    The original ``scripts/similarity_matrix_v1.py`` loop, for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from torch import nn
+
+from ..canonical import CanonicalCorpus
+from .exact import BlockSink, DenseMatrix, exact
+from .gradients import PerTokenGradients, Targets
+from .gram import PrecisionGuard, sync
+from .memory import (
+    MemoryPlan,
+    PeakMemory,
+    ReusedHeap,
+    budget_for_resident,
+    default_memory_budget,
+    free_memory_bytes,
+    plan_memory,
+)
+from .parameters import final_layer_norm, last_layer_positionwise_modules, similarity_parameters
+from .projected import DEFAULT_PROJECTION_DIM, countsketch, projected
+from .reference import ORIGINAL_BLOCK_LEN, original_gradient_computations, reference
+from .results import MethodRun, Progress, ProgressCallback, SimilarityResult
+
+METHODS = ("exact", "projected", "reference")
+
+__all__ = [
+    "DEFAULT_PROJECTION_DIM",
+    "METHODS",
+    "ORIGINAL_BLOCK_LEN",
+    "BlockSink",
+    "DenseMatrix",
+    "MemoryPlan",
+    "MethodRun",
+    "PerTokenGradients",
+    "Progress",
+    "ProgressCallback",
+    "SimilarityResult",
+    "budget_for_resident",
+    "countsketch",
+    "default_memory_budget",
+    "final_layer_norm",
+    "free_memory_bytes",
+    "last_layer_positionwise_modules",
+    "original_gradient_computations",
+    "plan_memory",
+    "similarity_matrix",
+    "similarity_parameters",
+]
+
+
+def _checked(model, method: str, indices, exclude_final_layer_norm: bool):
+    """``(indices as int64, similarity parameters)``, or a ValueError saying what is wrong."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.ndim != 1 or len(indices) == 0:
+        raise ValueError(f"indices must be a non-empty 1-D array, got shape {indices.shape}")
+    params = similarity_parameters(model, exclude_final_layer_norm=exclude_final_layer_norm)
+    if not params:
+        raise ValueError("the model has no parameters in the similarity set")
+    return indices, params
+
+
+def _run_method(method: str, model, corpus, indices, params, *, memory_budget_bytes, resident_dtype, projection_dim,
+                seed, max_batch, batch_tokens, block_len, progress, gram_mode) -> MethodRun:
+    device = params[0][1].device
+    targets = Targets.of(corpus, indices)  # also checks the indices (IndexError)
+    if method == "reference":
+        return reference(model, corpus, indices, params, block_len=block_len, progress=progress)
+    if method == "exact":
+        probe = time.perf_counter()
+        budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget(device)
+        run = exact(model, corpus, targets, params, budget=budget, resident_dtype=resident_dtype,
+                    max_batch=max_batch, batch_tokens=batch_tokens, progress=progress, gram_mode=gram_mode)
+        run.extra["probe_seconds"] = round(time.perf_counter() - probe - run.gradient_seconds - run.gram_seconds, 4)
+        return run
+    if projection_dim < 1:
+        raise ValueError(f"projection_dim must be ≥ 1, got {projection_dim}")
+    return projected(model, corpus, targets, params, dim=int(projection_dim), seed=seed, max_batch=max_batch,
+                     batch_tokens=batch_tokens, progress=progress)
+
+
+def similarity_matrix(
+    model: nn.Module,
+    corpus: CanonicalCorpus,
+    indices: np.ndarray,
+    *,
+    method: str = "exact",
+    memory_budget_bytes: int | None = None,
+    exclude_final_layer_norm: bool = False,
+    resident_dtype: str = "auto",
+    projection_dim: int = DEFAULT_PROJECTION_DIM,
+    seed: int = 0,
+    max_batch: int | None = None,
+    batch_tokens: int | None = None,
+    block_len: int = ORIGINAL_BLOCK_LEN,
+    progress: ProgressCallback | None = None,
+    gram_mode: str = "ieee",
+) -> SimilarityResult:
+    """QDG cosine-similarity matrix of the per-token gradients of ``indices`` (canonical, int64 ``[S]``).
+
+    ``model``: a causal LM (GPT-NeoX) on its device, any dtype (float32 for exactness).
+    ``method``: ``exact`` | ``projected`` | ``reference`` (see the package docstring).
+    ``memory_budget_bytes`` (exact): bytes for stored gradients; default 85 % of free GPU memory
+    or 50 % of available RAM. ``resident_dtype`` (exact): ``auto`` (float32 when all fit, else
+    float16) | ``float32`` | ``float16``. ``projection_dim``, ``seed`` (projected).
+    ``max_batch`` / ``batch_tokens``: targets and padded tokens per backward pass (defaults 32 /
+    16,384 on CUDA, 8 / 4,096 on CPU). ``block_len`` (reference): the original's Gram block.
+    ``progress``: called with a :class:`Progress` after each batch.
+    ``gram_mode`` (exact): ``ieee`` (float32 products) | ``3xtf32`` (CUDA tensor cores, see
+    :mod:`.gram`) | ``3xtf32-emulated``.
+    """
+    indices, params = _checked(model, method, indices, exclude_final_layer_norm)
+    device = params[0][1].device
+    cuda = device.type == "cuda"
+    was_training = model.training
+    model.eval()
+    peak = PeakMemory(device)
+    started = time.perf_counter()
+    try:
+        with PrecisionGuard(), ReusedHeap(device.type == "cpu"):
+            run = _run_method(method, model, corpus, indices, params, memory_budget_bytes=memory_budget_bytes,
+                              resident_dtype=resident_dtype, projection_dim=projection_dim, seed=seed,
+                              max_batch=max_batch or (32 if cuda else 8),
+                              batch_tokens=batch_tokens or (16384 if cuda else 4096), block_len=block_len,
+                              progress=progress, gram_mode=gram_mode)
+        sync(device)
+    finally:
+        model.train(was_training)
+    return SimilarityResult(
+        matrix=run.matrix.astype(np.float32),
+        indices=indices,
+        method=method,
+        seconds=time.perf_counter() - started,
+        peak_memory_bytes=peak.read(),
+        num_parameters=sum(p.numel() for _, p in params),
+        parameter_names=[n for n, _ in params],
+        exclude_final_layer_norm=exclude_final_layer_norm,
+        device=str(device),
+        **run.fields(),
+    )

@@ -1,0 +1,68 @@
+"""``projected``: each raw gradient compressed with a seeded CountSketch (sparse random projection:
+each coordinate goes to one of ``projection_dim`` buckets with a random sign), then normalized.
+Every gradient is computed once; memory is ``S × projection_dim``. An approximation: the error of
+a cosine is about ``sqrt((1 + cos²) / projection_dim)``."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..canonical import CanonicalCorpus
+from .gradients import PerTokenGradients, Targets, collate
+from .gram import sync
+from .results import MethodRun, ProgressCallback, Reporter
+
+DEFAULT_PROJECTION_DIM = 8192
+_SKETCH_STEP = 1 << 22  # columns scattered per index_add_
+
+
+def countsketch(num_parameters: int, dim: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seeded sparse projection: bucket (int64 ``[P]``, in [0, dim)) and sign (float32 ``[P]``,
+    ±1) of every coordinate, generated on the CPU in blocks of 2^20 so it is device-independent."""
+    gen = torch.Generator().manual_seed(int(seed))
+    buckets, signs = [], []
+    for a in range(0, num_parameters, 1 << 20):
+        n = min(1 << 20, num_parameters - a)
+        buckets.append(torch.randint(0, dim, (n,), generator=gen))
+        signs.append(torch.randint(0, 2, (n,), generator=gen).float() * 2 - 1)
+    return torch.cat(buckets).to(device), torch.cat(signs).to(device)
+
+
+def sketch(g: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor, dim: int) -> torch.Tensor:
+    """CountSketch of the rows of ``g`` (float32 ``[n, P]``) → float64 ``[n, dim]``."""
+    part = torch.zeros(g.shape[0], dim, dtype=torch.float64, device=g.device)
+    for a in range(0, g.shape[1], _SKETCH_STEP):
+        sl = slice(a, a + _SKETCH_STEP)
+        part.index_add_(1, buckets[sl], (g[:, sl] * signs[sl]).double())
+    return part
+
+
+def projected(model, corpus: CanonicalCorpus, targets: Targets, params, *, dim: int, seed: int, max_batch: int,
+              batch_tokens: int, progress: ProgressCallback | None = None) -> MethodRun:
+    """Run ``projected`` (see the module docstring)."""
+    engine = PerTokenGradients(model, params)
+    device, p, s = engine.device, engine.num_parameters, len(targets.positions)
+    buckets, signs = countsketch(p, dim, seed, device)
+    buf = torch.empty(min(max_batch, s), p, dtype=torch.float32, device=device)
+    proj = torch.zeros(s, dim, dtype=torch.float64, device=device)
+    reporter = Reporter(progress, s, s, 1)
+    t_grad = 0.0
+    for batch in targets.batches(targets.longest_first(), buf.shape[0], batch_tokens):
+        n = len(batch)
+        t0 = time.perf_counter()
+        ids, lens, tgt = collate(corpus, targets, batch, device)
+        engine.compute(ids, lens, tgt, buf[:n])
+        proj[torch.from_numpy(batch).to(device)] = sketch(buf[:n], buckets, signs, dim)
+        sync(device)
+        t_grad += time.perf_counter() - t0
+        reporter.add(n)
+    t0 = time.perf_counter()
+    norms = proj.norm(dim=1)
+    zero = int((norms == 0).sum())
+    proj /= norms.clamp_min(1e-12)[:, None]
+    matrix = proj @ proj.T
+    matrix = ((matrix + matrix.T) / 2).cpu().numpy()
+    return MethodRun(matrix, s, gradient_seconds=t_grad, gram_seconds=time.perf_counter() - t0, zero_gradients=zero,
+                     batch_size=buf.shape[0], projection_dim=dim, seed=seed)

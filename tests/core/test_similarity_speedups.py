@@ -1,0 +1,91 @@
+"""The CPU speed levers of ``exact`` change nothing but speed: oneDNN products equal torch's within
+float32 rounding, the last layer's attention runs on the target rows only, the heap setting is
+undone, and the gradients equal plain torch's."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import make_tiny_gptneox
+
+from quanta_core.canonical import CanonicalCorpus
+from quanta_core.similarity import onednn, similarity_matrix, similarity_parameters
+from quanta_core.similarity.gradients import PerTokenGradients, Targets, collate
+from quanta_core.similarity.memory import ReusedHeap
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = make_tiny_gptneox(max_positions=256, seed=2)
+    rng = np.random.default_rng(3)
+    lengths = [200, 150, 90, 40, 180]
+    ids = np.concatenate([rng.integers(0, 512, n) for n in lengths]).astype(np.uint16)
+    corpus = CanonicalCorpus(ids, np.concatenate([[0], np.cumsum(lengths)]), pd.DataFrame({"num_tokens": lengths}))
+    indices = np.sort(rng.choice(corpus.num_predictable, 9, replace=False)).astype(np.int64)
+    return model, corpus, indices
+
+
+@pytest.mark.skipif(not onednn.available(), reason="oneDNN float32 linear not available on this build/CPU")
+def test_onednn_products_equal_torch():
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(5, 7, 96, generator=gen), torch.randn(40, 96, generator=gen), torch.randn(40, generator=gen)
+    want = (x.double() @ w.double().T + b.double()).float()
+    assert torch.allclose(onednn.linear(x, w, b), want, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(onednn.linear(x[0], w.T.contiguous().T), x[0] @ w.T, rtol=1e-5, atol=1e-5)
+    go, xs = torch.randn(3, 11, 40, generator=gen), torch.randn(3, 11, 96, generator=gen)
+    out = torch.zeros(3, 40 * 96 + 5)
+    onednn.outer_sums_(go, xs, out[:, 5:].unflatten(1, (40, 96)))
+    assert torch.allclose(out[:, 5:].unflatten(1, (40, 96)), torch.bmm(go.transpose(1, 2), xs), rtol=1e-5, atol=1e-5)
+    assert (out[:, :5] == 0).all()
+    with torch.enable_grad():  # a graph to record: plain torch, never an untracked oneDNN product
+        xg = x.clone().requires_grad_(True)
+        onednn.linear(xg, w, b).sum().backward()
+    assert torch.allclose(xg.grad, w.sum(0).expand_as(x), rtol=1e-5, atol=1e-5)
+
+
+def test_linears_are_restored_and_gradients_equal_plain_torch(setup, monkeypatch):
+    model, corpus, indices = setup
+    params = similarity_parameters(model)
+    targets = Targets.of(corpus, indices)
+    ids, lens, tgt = collate(corpus, targets, np.arange(len(indices)), torch.device("cpu"))
+    engine = PerTokenGradients(model, params)
+    fast = torch.zeros(len(indices), engine.num_parameters)
+    engine.compute(ids, lens, tgt, fast)
+    assert all("forward" not in m.__dict__ for m in model.modules())  # the swapped forwards are gone
+    monkeypatch.setenv("QUANTA_ONEDNN", "0")
+    onednn.available.cache_clear()
+    try:
+        plain = torch.zeros_like(fast)
+        engine.compute(ids, lens, tgt, plain)
+    finally:
+        monkeypatch.delenv("QUANTA_ONEDNN")
+        onednn.available.cache_clear()
+    rel = (fast - plain).norm(dim=1) / plain.norm(dim=1)
+    assert rel.max() < 1e-5
+
+
+def test_last_layer_attention_sees_one_query_per_sample(setup, monkeypatch):
+    model, corpus, indices = setup
+    queries = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        queries.append((q.shape[0], q.shape[2], k.shape[2]))
+        return sdpa(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    similarity_matrix(model, corpus, indices, max_batch=9, batch_tokens=1 << 16)
+    layers = model.config.num_hidden_layers
+    single = [q for q in queries if q[1] == 1]  # the last layer: one query row per sample
+    full = [q for q in queries if q[1] > 1]
+    assert sum(n for n, _, _ in single) == len(indices)
+    assert len(full) == (layers - 1) * len(single) and all(t == k for _, t, k in full)
+    assert model.config._attn_implementation == "sdpa"  # restored
+
+
+def test_reused_heap_is_undone():
+    with ReusedHeap() as heap:
+        x = torch.ones(1 << 22)
+        del x
+    assert heap.libc is None or heap.libc.mallopt(-4, 65536) == 1
