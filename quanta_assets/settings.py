@@ -83,7 +83,8 @@ class SimilaritySettings(SettingsResource):
     ``reference`` (the original's algorithm). ``memory_budget_gib``: gradient storage for
     ``exact`` (default 85 % of free GPU memory / 50 % of available RAM). ``resident_dtype``:
     ``auto`` | ``float32`` | ``float16``. ``exclude_final_layer_norm``: False = the original's
-    parameter set; True = the paper's text.
+    parameter set; True = the paper's text. ``gram_mode``: ``ieee`` (float32 products summed in
+    float64) | ``3xtf32`` (CUDA tensor cores, split in three products; docs/similarity.md).
     """
 
     execution_fields: ClassVar[frozenset[str]] = frozenset({"memory_budget_gib"})
@@ -97,6 +98,7 @@ class SimilaritySettings(SettingsResource):
     exclude_final_layer_norm: bool = False
     projection_dim: int = DEFAULT_PROJECTION_DIM
     seed: int = 0
+    gram_mode: str = "ieee"
 
     def selection_for(self, model: str) -> dict:
         """``threshold_bits``, ``filter``, ``skip``, ``num_tokens`` for ``model`` (validated)."""

@@ -58,7 +58,8 @@ def quanta_similarity(
         "output": str(asset_path(cache.path, "quanta_similarity", model, step)),
         "selection": settings.selection_for(model),
         **{name: getattr(settings, name) for name in ("method", "memory_budget_gib", "resident_dtype",
-                                                     "exclude_final_layer_norm", "projection_dim", "seed")},
+                                                     "exclude_final_layer_norm", "projection_dim", "seed",
+                                                     "gram_mode")},
         "loader": loader_params(models),
     }
     return compute.run(context, "quanta_similarity", params, model)

@@ -43,6 +43,7 @@ def _settings_metadata(params: dict) -> dict:
         "setting_exclude_final_layer_norm": params["exclude_final_layer_norm"],
         "setting_projection_dim": params["projection_dim"] if projected else None,
         "setting_seed": params["seed"] if projected else None,
+        "setting_gram_mode": params.get("gram_mode", "ieee"),
     }
 
 
@@ -66,6 +67,7 @@ def run(params: dict, log) -> dict:
         memory_budget_bytes=None if budget is None else int(budget * (1 << 30)),
         exclude_final_layer_norm=params["exclude_final_layer_norm"], resident_dtype=params["resident_dtype"],
         projection_dim=params["projection_dim"], seed=params["seed"], progress=progress,
+        gram_mode=params.get("gram_mode", "ieee"),
     )
     commit = loaded.checkpoint.commit
     loaded.release()

@@ -16,6 +16,7 @@ from quanta_core.similarity import (
     similarity_matrix,
     similarity_parameters,
 )
+
 from helpers import make_tiny_gptneox
 
 LENGTHS = [1024, 300, 2, 1, 700, 50]  # a 1-token document has no predictable token
@@ -188,63 +189,3 @@ def test_progress_and_bad_input(model, corpus, indices):
         similarity_matrix(model, corpus, indices, method="fast")
     with pytest.raises(IndexError):
         similarity_matrix(model, corpus, np.array([corpus.num_predictable]))
-
-
-# -- the Dagster asset ----------------------------------------------------------------------------
-
-
-def test_asset_selects_computes_and_stores(tmp_path, corpus, model):
-    from types import SimpleNamespace
-
-    import dagster as dg
-
-    from quanta_assets.assets import similarity as stage
-    from quanta_assets.io_manager import QuantaIOManagerFactory
-    from quanta_assets.model_loader import ModelLoader
-    from quanta_assets.partitions import checkpoint_partitions
-    from quanta_assets.resources import QuantaCache
-    from quanta_core.selection import select_tokens
-
-    g = corpus.num_predictable
-    rng = np.random.default_rng(5)
-    losses = rng.exponential(2.0, g).astype(np.float32)
-    trigram = rng.random(g + 10) < 0.2
-
-    class TinyModels(ModelLoader):
-        def load(self, model_name, step, cache_dir, log=None):
-            return SimpleNamespace(model=model, device=torch.device("cpu"), dtype=torch.float32, commit="0" * 40)
-
-    @dg.asset(name="pile_canonical")
-    def pile_canonical() -> dict:
-        return corpus.to_arrays()
-
-    @dg.asset(name="induction_filters")
-    def induction_filters() -> dict:
-        return {"present_trigram": trigram, "present_bigram": trigram}
-
-    @dg.asset(name="pile_losses", partitions_def=checkpoint_partitions)
-    def pile_losses() -> np.ndarray:
-        return losses
-
-    resources = {
-        "io_manager": QuantaIOManagerFactory(base_dir=str(tmp_path)),
-        "cache": QuantaCache(root=str(tmp_path)),
-        "models": TinyModels(),
-        "similarity_settings": stage.SimilaritySettings(threshold_bits=1.0, skip=3, num_tokens=6),
-    }
-    key = dg.MultiPartitionKey({"model": "quanta-demo", "step": "step0"})
-    dg.materialize([pile_canonical, induction_filters], resources=resources)
-    dg.materialize([pile_losses], partition_key=key, resources=resources)
-    result = dg.materialize([pile_canonical, induction_filters, pile_losses, stage.quanta_similarity],
-                            selection=[stage.quanta_similarity.key], partition_key=key, resources=resources)
-    stored = tmp_path / "quanta-demo" / "step0" / "quanta_similarity"
-    indices = np.load(stored / "indices.npy", allow_pickle=False)
-    matrix = np.load(stored / "matrix.npy", allow_pickle=False)
-    expected = select_tokens(losses, trigram[:g], threshold_bits=1.0, skip=3, num_tokens=6)
-    assert indices.dtype == np.int64 and indices.tolist() == expected.tolist()
-    assert matrix.dtype == np.float32 and matrix.shape == (6, 6)
-    direct = similarity_matrix(model, corpus, expected)
-    assert np.abs(matrix - direct.matrix).max() < 1e-6
-    meta = result.asset_materializations_for_node("quanta_similarity")[0].metadata
-    assert meta["gradient_computations"].value == 6 and meta["setting_filter"].value == "present_trigram"
-    assert meta["setting_skip"].value == 3 and meta["setting_method"].value == "exact"
