@@ -301,10 +301,11 @@ def compare_variants(args, run, ex) -> None:
                 for dt in ("float32", "float16")}
         d = np.abs(runs["float16"].matrix - runs["float32"].matrix)
         print(f"[float16 resident vs float32] ({runs['float16'].blocks} blocks, streamed) max |Δcos| {d.max():.2e}, "
-              f"mean {d.mean():.2e}; float32 streamed vs all-resident max {np.abs(runs['float32'].matrix - m).max():.2e}")
+              f"mean {d.mean():.2e}; float32 streamed vs all-resident max "
+              f"{np.abs(runs['float32'].matrix - m).max():.2e}")
     for k in [int(x) for x in args.projected_dims.split(",") if x]:
-        pr = similarity_matrix(run.model, run.corpus, idx, method="projected", projection_dim=k, seed=0,
-                               max_batch=args.max_batch, batch_tokens=args.batch_tokens)
+        pr = similarity_matrix(run.model, run.corpus, idx, method="projected", projection_dim=k,
+                               seed=0, max_batch=args.max_batch, batch_tokens=args.batch_tokens)
         err = np.abs(pr.matrix - m)[~np.eye(len(idx), dtype=bool)]
         print(f"[projected k={k}] {pr.seconds:.1f} s; |cos − exact|: mean {err.mean():.4f}, "
               f"rms {np.sqrt((err ** 2).mean()):.4f}, max {err.max():.4f}")

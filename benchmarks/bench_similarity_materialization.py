@@ -241,7 +241,8 @@ def main() -> None:
     print(f"\noriginal loop: {per_grad:.2f} s ({cpu_per_grad:.2f} CPU-s) per gradient (measured on "
           f"{args.reference_tokens} tokens; mean document of all S {doc_len:.0f} tokens) × {count} gradient "
           f"computations = {original:.0f} s ({original_cpu:.0f} CPU-s); load average {os.getloadavg()[0]:.1f}")
-    print(f"ratio (original / whole materialization): {original / seconds:.1f}× wall, {original_cpu / cpu:.1f}× CPU time")
+    print(f"ratio (original / whole materialization): {original / seconds:.1f}× wall, "
+          f"{original_cpu / cpu:.1f}× CPU time")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def final_layer_norm(model: nn.Module) -> nn.Module | None:
     return norms[0] if norms else None
 
 
-def similarity_parameters(model: nn.Module, *, exclude_final_layer_norm: bool = False) -> list[tuple[str, nn.Parameter]]:
+def similarity_parameters(
+    model: nn.Module, *, exclude_final_layer_norm: bool = False
+) -> list[tuple[str, nn.Parameter]]:
     """``(name, parameter)`` of the QDG parameter set, in ``named_parameters()`` order.
 
     Excluded, by module identity: the input embedding, the output embedding (unembedding; also
