@@ -58,7 +58,11 @@ class Page:
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.url = path.as_uri()
         self.page.goto(self.url + hash_)
-        self.page.wait_for_selector(".sample")
+        self.wait_drawn()
+
+    def wait_drawn(self):
+        """Until the cluster's first batch of samples is drawn (the first few come at once)."""
+        self.page.wait_for_selector("#samples[aria-busy=false] .sample")
 
     def title(self) -> str:
         return self.page.locator("#cluster-title").text_content()
@@ -111,10 +115,20 @@ def test_loads_clean_and_navigates(browser, report_file):
     assert p.title() == "Cluster 4"
     p.page.click("#next")
     assert p.title() == "Cluster 5"
+    p.wait_drawn()
     # shown samples = the cluster's size (≤ 50 at a time), stats match the table
     members = samples[samples.cluster == 5]
     assert p.page.locator(".sample").count() == min(50, len(members))
     assert f"size {len(members)}" in p.page.locator("#cluster-stats").text_content()
+    # quick moves: each cluster's rest of the first batch is dropped when the next one comes
+    p.page.evaluate("['#cluster-0', '#cluster-1', '#cluster-0'].forEach(h => { location.hash = h; "
+                    "window.dispatchEvent(new HashChangeEvent('hashchange')); })")
+    p.wait_drawn()
+    assert p.title() == "Cluster 0"
+    heads = p.page.eval_on_selector_all(".sample .sample-head", "hs => hs.map(h => h.textContent.split(' · '))")
+    members = samples[samples.cluster == 0]
+    expected = [[f"document {d}", f"position {q}"] for d, q in zip(members.document, members.position)]
+    assert [h[:2] for h in heads] == expected[:50]
     p.check_clean()
 
 
@@ -221,6 +235,7 @@ def test_capped_page_says_so_and_searches_every_sample(browser, capped_file, tab
     for rank in range(samples.cluster.max() + 1):
         p.page.evaluate(f"location.hash = '#cluster-{rank}'")
         p.page.wait_for_function(f"document.getElementById('cluster-title').textContent === 'Cluster {rank}'")
+        p.wait_drawn()
         size = int((samples.cluster == rank).sum())
         held = samples[in_page & (samples.cluster == rank)]
         # the samples drawn are those of the page, all of them, and no "show more"
