@@ -98,6 +98,9 @@ def test_loads_clean_and_navigates(browser, report_file):
     path, samples = report_file
     p = Page(browser, path)
     assert p.title() == "Cluster 0"
+    # the dropdown (filled after the first paint) lists every cluster, the current one chosen
+    assert p.page.locator("#cluster-select option").count() == samples.cluster.nunique()
+    assert p.page.locator("#cluster-select").input_value() == "0"
     p.page.keyboard.press("ArrowRight")
     assert p.title() == "Cluster 1"
     assert p.page.evaluate("location.hash") == "#cluster-1"
