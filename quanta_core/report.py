@@ -354,6 +354,8 @@ def report_page(
     ``extra_sections_html``: trusted HTML fragments (our own code; one string or a list) shown as
     model-level sections; the page's Content-Security-Policy blocks scripts in them.
     """
+    if max_bytes is not None and max_bytes <= 0:
+        raise ValueError(f"the page's size budget must be > 0 bytes (or None), got {max_bytes}")
     p = _prepare(samples, corpus, token_bytes, before, after, cluster_extras, table_file)
     sizes = [c["size"] for c in p.data["clusters"]]
     sections = [extra_sections_html] if isinstance(extra_sections_html, str) else list(extra_sections_html or [])

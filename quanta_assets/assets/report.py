@@ -93,6 +93,9 @@ def quanta_report(
     rendered = time.perf_counter() - started
     held = "every sample" if page.cap is None else f"{int(page.in_page.sum())} samples, ≤ {page.cap} per cluster"
     context.log.info(f"report: {page.size_bytes / 1e6:.1f} MB in {rendered:.1f} s; the page holds {held}")
+    if page.size_bytes > report_settings.max_page_mb * 1e6:
+        context.log.warning(f"report: {page.size_bytes / 1e6:.1f} MB is over max_page_mb = "
+                            f"{report_settings.max_page_mb} even with one sample per cluster")
     if dg.AssetKey("quanta_report") in context.selected_asset_keys:
         yield dg.Output(page.html, output_name="quanta_report", metadata={
             **_page_metadata(page, tokens, report_settings),

@@ -145,6 +145,8 @@ def test_size_budget_picks_the_largest_cap_that_fits(corpus, table):
     assert "alert" not in capped.html and capped.html.count("<script") == 3
     tiny = report_page(samples, corpus, table, max_bytes=10)  # not even one per cluster fits: one each
     assert tiny.cap == 1 and tiny.in_page.sum() == samples.cluster.nunique()
+    with pytest.raises(ValueError, match="size budget must be > 0"):
+        report_page(samples, corpus, table, max_bytes=0)
 
 
 def test_bad_input_is_refused(corpus, table):
