@@ -44,7 +44,7 @@ from .html import json_for_script, render, script_hash, script_json, svg_markup,
 
 BEFORE = 300  # tokens of context before the target (the original's --before)
 AFTER = 0  # tokens after the target (the original's --after)
-MAX_PAGE_BYTES = 20_000_000  # default size budget of the page (bytes)
+MAX_PAGE_BYTES = 16_000_000  # default size budget of the page (bytes): first cluster drawn < 1 s (docs/pipeline.md)
 PAGE_SEED = 0  # seed of the choice of samples of a capped cluster
 SAMPLE_COLUMNS = ("cluster", "index", "document", "position", "token_id", "loss")
 

@@ -22,7 +22,7 @@ REPORT_DESCRIPTION = (
     "of quanta_clusters — dropdown and ←/→ keys, links #cluster-N, sort by size or mean loss, search "
     "by cluster number or predicted token; per cluster its size, loss, predicted tokens and samples "
     "with 300 tokens of context before the highlighted target. The page stays under "
-    "report_settings.max_page_mb (20 MB): when every sample does not fit, it holds the same number of "
+    "report_settings.max_page_mb (16 MB): when every sample does not fit, it holds the same number of "
     "samples (drawn at random, seeded) of every larger cluster, says so, and names quanta_report_samples "
     "(next to it) for the rest; sizes, losses, predicted tokens and search always cover every sample. When "
     "quanta_training_dynamics of the model follows this step's clusters, each cluster also shows its loss "
