@@ -127,10 +127,12 @@ class ClusterSettings(SettingsResource):
 
 class ReportSettings(SettingsResource):
     """Settings of ``quanta_report`` (the original's ``html_from_clusters.py``): tokens of context
-    shown ``before`` and ``after`` each sample's target token."""
+    shown ``before`` and ``after`` each sample's target token; ``max_page_mb``: size budget of the
+    page (MB; the page holds a capped number of samples per cluster when all would not fit)."""
 
     before: int = report.BEFORE
     after: int = report.AFTER
+    max_page_mb: float = report.MAX_PAGE_BYTES / 1e6
 
 
 class TrainingDynamicsSettings(SettingsResource):

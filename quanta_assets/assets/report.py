@@ -1,4 +1,6 @@
-"""``quanta_report`` (per checkpoint): the self-contained HTML page to browse the clusters."""
+"""``quanta_report`` and ``quanta_report_samples`` (per checkpoint): the self-contained HTML page to
+browse the clusters, and next to it the complete samples table (Parquet) — the page holds only
+some samples of the largest clusters when all of them would not fit its size budget."""
 
 import time
 
@@ -8,17 +10,45 @@ from quanta_assets.automation import follow_upstream
 from quanta_assets.partitions import BY_MODEL, checkpoint_partitions, model_and_step
 from quanta_assets.resources import PileSource
 from quanta_assets.settings import ReportSettings
-from quanta_core import dynamics, dynamics_page, report
+from quanta_core import dynamics, dynamics_page, report, report_table
 from quanta_core.canonical import CanonicalCorpus
 from quanta_core.token_bytes import token_bytes_table
 from quanta_core.tokenizer import load_tokenizer
 
+TABLE_FILE = "quanta_report_samples.parquet"  # the samples table's file, next to quanta_report.html
 
-@dg.asset(
+REPORT_DESCRIPTION = (
+    "The cluster report: one self-contained HTML file (no network access) to browse every cluster "
+    "of quanta_clusters — dropdown and ←/→ keys, links #cluster-N, sort by size or mean loss, search "
+    "by cluster number or predicted token; per cluster its size, loss, predicted tokens and samples "
+    "with 300 tokens of context before the highlighted target. The page stays under "
+    "report_settings.max_page_mb (16 MB): when every sample does not fit, it holds the same number of "
+    "samples (drawn at random, seeded) of every larger cluster, says so, and names quanta_report_samples "
+    "(next to it) for the rest; sizes, losses, predicted tokens and search always cover every sample. When "
+    "quanta_training_dynamics of the model follows this step's clusters, each cluster also shows its loss "
+    "over training (sparkline) and learned-at step, sortable, plus the distribution of learned-at steps; "
+    "with the model's token_learning_times, each cluster also says whether its tokens are learned together "
+    "(IQR of their learning times vs random groups of the same size and loss, permutation p and BH q). "
+    "File `<cache>/<model>/<step>/quanta_report.html`; open it in a browser."
+)
+SAMPLES_DESCRIPTION = (
+    "Every sample of quanta_report, one row each (sorted by cluster rank): cluster, index, document, "
+    "position, token_id, loss (nats), in_page (the HTML page holds it) and the text of its context — "
+    "text_before, text_target, text_after (report_settings.before/after tokens). "
+    f"File `<cache>/<model>/<step>/{TABLE_FILE}`, next to quanta_report.html."
+)
+
+
+@dg.multi_asset(
     partitions_def=checkpoint_partitions,
     group_name="quanta",
-    code_version="3",  # 3: each cluster panel shows its learned-together sentence
-    automation_condition=follow_upstream(),
+    outs={
+        # 4: a size budget (report_settings.max_page_mb), capped samples per cluster
+        "quanta_report": dg.AssetOut(code_version="4", description=REPORT_DESCRIPTION,
+                                     automation_condition=follow_upstream(), is_required=False),
+        "quanta_report_samples": dg.AssetOut(code_version="1", description=SAMPLES_DESCRIPTION,
+                                             automation_condition=follow_upstream(), is_required=False),
+    },
     ins={
         "quanta_clusters": dg.AssetIn(),
         "pile_canonical": dg.AssetIn(),
@@ -28,17 +58,7 @@ from quanta_core.tokenizer import load_tokenizer
             metadata={"allow_missing_partitions": True},
         ),
     },
-    description=(
-        "The cluster report: one self-contained HTML file (no network access) to browse every cluster "
-        "of quanta_clusters — dropdown and ←/→ keys, links #cluster-N, sort by size or mean loss, search "
-        "by cluster number or predicted token; per cluster its size, loss, predicted tokens and samples "
-        "with 300 tokens of context before the highlighted target. When quanta_training_dynamics of "
-        "the model follows this step's clusters, each cluster also shows its loss over training "
-        "(sparkline) and learned-at step, sortable, plus the distribution of learned-at steps; with the model's "
-        "token_learning_times, each cluster also says whether its tokens are learned together (IQR of their "
-        "learning times vs random groups of the same size and loss, permutation p and BH q). "
-        "File `<cache>/<model>/<step>/quanta_report.html`; open it in a browser."
-    ),
+    can_subset=True,  # either one alone: the table needs the page's choice of samples, so both are built
 )
 def quanta_report(
     context: dg.AssetExecutionContext,
@@ -47,7 +67,7 @@ def quanta_report(
     quanta_training_dynamics: dict | None,
     pile: PileSource,
     report_settings: ReportSettings,
-) -> str:
+):
     model, step = model_and_step(context)
     started = time.perf_counter()
     tokens = quanta_clusters["tokens"]
@@ -58,29 +78,50 @@ def quanta_report(
     else:
         context.log.info(f"no quanta_training_dynamics of {model} follows the clusters of {step}: "
                          "the report has no loss-over-training curves")
-    html = report.render_report(
-        tokens,
-        CanonicalCorpus.from_arrays(pile_canonical),
-        token_bytes_table(load_tokenizer(pile.tokenizer_path)),
-        before=report_settings.before,
-        after=report_settings.after,
+    corpus = CanonicalCorpus.from_arrays(pile_canonical)
+    token_bytes = token_bytes_table(load_tokenizer(pile.tokenizer_path))
+    context_tokens = {"before": report_settings.before, "after": report_settings.after}
+    page = report.report_page(
+        tokens, corpus, token_bytes, **context_tokens,
         title=f"Quanta clusters · {model} · {step}",
         details={"model": model, "step": step, "clusters asset": f"{model}/{step}/quanta_clusters"},
         cluster_extras=extras or None,
         extra_sections_html=sections or None,
+        max_bytes=round(report_settings.max_page_mb * 1e6),
+        table_file=TABLE_FILE,
     )
-    size = len(html.encode("utf-8"))
-    context.log.info(f"report: {size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s")
-    context.add_output_metadata(
-        {
-            "file_size_bytes": size,
-            "file_size_mb": round(size / 1e6, 2),
-            "num_clusters": int(tokens["cluster"].max()) + 1,
-            "num_samples": len(tokens),
-            "before": report_settings.before,
-            "after": report_settings.after,
-            "render_seconds": round(time.perf_counter() - started, 2),
+    rendered = time.perf_counter() - started
+    held = "every sample" if page.cap is None else f"{int(page.in_page.sum())} samples, ≤ {page.cap} per cluster"
+    context.log.info(f"report: {page.size_bytes / 1e6:.1f} MB in {rendered:.1f} s; the page holds {held}")
+    if page.size_bytes > report_settings.max_page_mb * 1e6:
+        context.log.warning(f"report: {page.size_bytes / 1e6:.1f} MB is over max_page_mb = "
+                            f"{report_settings.max_page_mb} even with one sample per cluster")
+    if dg.AssetKey("quanta_report") in context.selected_asset_keys:
+        yield dg.Output(page.html, output_name="quanta_report", metadata={
+            **_page_metadata(page, tokens, report_settings),
+            "render_seconds": round(rendered, 2),
             "training_dynamics": bool(extras),
-        }
-    )
-    return html
+        })
+    if dg.AssetKey("quanta_report_samples") in context.selected_asset_keys:
+        started = time.perf_counter()
+        table = report_table.samples_table(tokens, corpus, token_bytes, **context_tokens, in_page=page.in_page)
+        yield dg.Output(table, output_name="quanta_report_samples", metadata={
+            "num_rows": len(table),
+            "samples_in_page": int(page.in_page.sum()),
+            "build_seconds": round(time.perf_counter() - started, 2),
+        })
+
+
+def _page_metadata(page: report.ReportPage, tokens, settings: ReportSettings) -> dict:
+    """The report's size, what it holds (and the cap, when there is one) and its settings."""
+    return {
+        "file_size_bytes": page.size_bytes,
+        "file_size_mb": round(page.size_bytes / 1e6, 2),
+        "num_clusters": int(tokens["cluster"].max()) + 1,
+        "num_samples": len(tokens),
+        "samples_in_page": int(page.in_page.sum()),
+        **({} if page.cap is None else {"samples_per_cluster_cap": page.cap}),
+        "max_page_mb": settings.max_page_mb,
+        "before": settings.before,
+        "after": settings.after,
+    }

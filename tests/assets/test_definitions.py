@@ -19,7 +19,8 @@ from quanta_assets.settings import SettingsResource
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 REPO = Path(__file__).resolve().parents[2]
 GPU_ASSETS = {"quanta_demo_suite", "pile_losses", "quanta_similarity"}
-FOLLOWERS = {"induction_filters", "quanta_similarity", "quanta_clusters", "quanta_report", "quanta_training_dynamics",
+FOLLOWERS = {"induction_filters", "quanta_similarity", "quanta_clusters", "quanta_report", "quanta_report_samples",
+             "quanta_training_dynamics",
              "token_learning_times", "token_scale_curves"}
 EXPECTED = {"pile_canonical", "induction_filters", "model_checkpoint", "pile_losses", "quanta_similarity",
             "quanta_clusters", "quanta_report"}  # DESIGN.md's contract keys (+ the checkpoint asset)

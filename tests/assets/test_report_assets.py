@@ -41,7 +41,7 @@ def _materialize_clusters_and_report(cache_dir, corpus, indices, matrix, losses,
     dg.materialize([pile_canonical], resources=cache_resources(cache_dir))
     return dg.materialize(
         [pile_canonical, pile_losses, quanta_similarity, dynamics, stage.quanta_clusters, quanta_report],
-        selection=["pile_losses", "quanta_similarity", "quanta_clusters", "quanta_report"],
+        selection=["pile_losses", "quanta_similarity", "quanta_clusters", "quanta_report", "quanta_report_samples"],
         partition_key=checkpoint_key("quanta-demo", "step4"),
         resources={
             **cache_resources(cache_dir),
@@ -53,9 +53,12 @@ def _materialize_clusters_and_report(cache_dir, corpus, indices, matrix, losses,
     )
 
 
-def test_assets_materialize_through_dagster(cache_dir, corpus):
+def test_assets_materialize_through_dagster(cache_dir, corpus, tokenizer):
     from quanta_assets.settings import ClusterSettings
     from quanta_core.clustering import spectral_clustering
+    from quanta_core.token_bytes import token_bytes_table
+
+    table = token_bytes_table(tokenizer)
 
     predictable = corpus.num_predictable
     indices = np.arange(0, predictable, 2, dtype=np.int64)
@@ -86,6 +89,16 @@ def test_assets_materialize_through_dagster(cache_dir, corpus):
     assert meta["file_size_bytes"].value == html_path.stat().st_size
     assert meta["num_clusters"].value == 5 and meta["before"].value == 20 and meta["after"].value == 0
     assert "quanta-demo · step4" in html_path.read_text(encoding="utf-8")
+    assert "samples_per_cluster_cap" not in meta and meta["samples_in_page"].value == len(tokens)
+    # the complete samples table next to the page: every sample, in the page, with its text
+    samples = pd.read_parquet(folder / "quanta_report_samples.parquet")
+    assert len(samples) == len(tokens) and samples.in_page.all() and samples.cluster.is_monotonic_increasing
+    row = samples.iloc[-1]
+    doc = corpus.document(row.document)
+    context = doc[max(0, row.position - 20):row.position + 1]
+    assert row.text_before + row.text_target + row.text_after == b"".join(table[i] for i in context).decode()
+    meta = result.asset_materializations_for_node("quanta_report")[1].metadata
+    assert meta["num_rows"].value == len(tokens)
     assert ClusterSettings().clusters_for("quanta-demo") == 30 and ClusterSettings().clusters_for("pythia-70m") == 400
 
 

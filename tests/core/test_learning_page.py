@@ -96,7 +96,7 @@ def test_report_panel_sentence_is_data_not_markup(tokenizer):
     table = token_bytes_table(tokenizer)
     extras = {0: {"learned_at": "step4", "learned_at_step": 4, "sparkline_svg": "<svg></svg>",
                   "learned_together": "learned around step 12 " + EVIL}}
-    data = report_data(samples, corpus, table, cluster_extras=extras)
+    data = report_data(samples, corpus, table, cluster_extras=extras)["data"]
     assert data["clusters"][0]["learnedTogether"] == "learned around step 12 " + EVIL
     assert "learnedTogether" not in data["clusters"][1]
     html = render_report(samples, corpus, table, cluster_extras=extras)

@@ -6,9 +6,10 @@ when it is missing. Screenshots go to ``test-artifacts/``.
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from quanta_core.report import render_report
+from quanta_core.report import render_report, report_page
 from quanta_core.token_bytes import token_bytes_table
 
 from report_corpus import DANGEROUS, all_samples, build_corpus
@@ -57,7 +58,11 @@ class Page:
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.url = path.as_uri()
         self.page.goto(self.url + hash_)
-        self.page.wait_for_selector(".sample")
+        self.wait_drawn()
+
+    def wait_drawn(self):
+        """Until the cluster's first batch of samples is drawn (the first few come at once)."""
+        self.page.wait_for_selector("#samples[aria-busy=false] .sample")
 
     def title(self) -> str:
         return self.page.locator("#cluster-title").text_content()
@@ -93,6 +98,9 @@ def test_loads_clean_and_navigates(browser, report_file):
     path, samples = report_file
     p = Page(browser, path)
     assert p.title() == "Cluster 0"
+    # the dropdown (filled after the first paint) lists every cluster, the current one chosen
+    assert p.page.locator("#cluster-select option").count() == samples.cluster.nunique()
+    assert p.page.locator("#cluster-select").input_value() == "0"
     p.page.keyboard.press("ArrowRight")
     assert p.title() == "Cluster 1"
     assert p.page.evaluate("location.hash") == "#cluster-1"
@@ -110,10 +118,20 @@ def test_loads_clean_and_navigates(browser, report_file):
     assert p.title() == "Cluster 4"
     p.page.click("#next")
     assert p.title() == "Cluster 5"
+    p.wait_drawn()
     # shown samples = the cluster's size (≤ 50 at a time), stats match the table
     members = samples[samples.cluster == 5]
     assert p.page.locator(".sample").count() == min(50, len(members))
     assert f"size {len(members)}" in p.page.locator("#cluster-stats").text_content()
+    # quick moves: each cluster's rest of the first batch is dropped when the next one comes
+    p.page.evaluate("['#cluster-0', '#cluster-1', '#cluster-0'].forEach(h => { location.hash = h; "
+                    "window.dispatchEvent(new HashChangeEvent('hashchange')); })")
+    p.wait_drawn()
+    assert p.title() == "Cluster 0"
+    heads = p.page.eval_on_selector_all(".sample .sample-head", "hs => hs.map(h => h.textContent.split(' · '))")
+    members = samples[samples.cluster == 0]
+    expected = [[f"document {d}", f"position {q}"] for d, q in zip(members.document, members.position)]
+    assert [h[:2] for h in heads] == expected[:50]
     p.check_clean()
 
 
@@ -164,7 +182,7 @@ def test_script_in_corpus_is_text_and_multibyte_is_whole(browser, report_file):
     last = int(samples[samples.document == 1].position.max())
     p = Page(browser, path, f"#cluster-{cluster_of(samples, 1, last)}")
     assert p.sample(1, last).query_selector(".ctx").text_content() == DANGEROUS  # ends with the target "."
-    assert p.page.evaluate("document.scripts.length") == 2
+    assert p.page.evaluate("document.scripts.length") == 3  # two data blocks and our code
     assert p.page.evaluate("document.querySelectorAll('main img, main script, main iframe').length") == 0
     p.check_clean()
 
@@ -197,6 +215,72 @@ def test_whitespace_visible(browser, report_file):
     p = Page(browser, path, f"#cluster-{cluster_of(samples, 3, last)}")
     text = p.sample(3, last).query_selector(".ctx").text_content()
     assert "bell \\u0007 nul \\u0000 line\\u2028sep, <!-- not a comment --> ]]> \\u003c/script" in text
+    p.check_clean()
+
+
+@pytest.fixture(scope="module")
+def capped_file(corpus, table, tmp_path_factory):
+    """A page that holds 2 samples per cluster (the rest: "samples.parquet"), and the samples it
+    holds (a boolean per row of the samples table)."""
+    samples = all_samples(corpus)
+    page = report_page(samples, corpus, table, max_bytes=None, max_per_cluster=2, table_file="samples.parquet")
+    path = tmp_path_factory.mktemp("capped") / "report.html"
+    path.write_text(page.html, encoding="utf-8")
+    return path, samples, page.in_page
+
+
+@pytest.mark.browser
+def test_capped_page_says_so_and_searches_every_sample(browser, capped_file, table):
+    path, samples, in_page = capped_file
+    p = Page(browser, path)
+    assert "at most 2 samples per cluster" in p.page.locator("#page-note").text_content()
+    assert "samples.parquet" in p.page.locator("#about-page").text_content()
+    for rank in range(samples.cluster.max() + 1):
+        p.page.evaluate(f"location.hash = '#cluster-{rank}'")
+        p.page.wait_for_function(f"document.getElementById('cluster-title').textContent === 'Cluster {rank}'")
+        p.wait_drawn()
+        size = int((samples.cluster == rank).sum())
+        held = samples[in_page & (samples.cluster == rank)]
+        # the samples drawn are those of the page, all of them, and no "show more"
+        heads = p.page.eval_on_selector_all(".sample .sample-head", "hs => hs.map(h => h.textContent)")
+        assert sorted(h.split(" · ")[:2] for h in heads) == sorted(
+            [f"document {d}", f"position {q}"] for d, q in zip(held.document, held.position))
+        assert p.page.locator("#more").is_hidden()
+        note = p.page.locator("#cluster-capped")
+        assert note.is_visible() == (size > 2)
+        if size > 2:
+            assert f"2 of {size} samples shown" in note.text_content() and "samples.parquet" in note.text_content()
+        assert f"size {size}" in p.page.locator("#cluster-stats").text_content()  # stats of every sample
+    # search by a predicted token that only samples not in the page have: its cluster is found
+    held_tokens = set(samples.token_id[in_page])
+    only_out = [t for t in samples.token_id[~in_page].unique() if t not in held_tokens
+                and table[t].decode("utf-8", "ignore").strip().isalpha()]
+    token = max(only_out, key=lambda t: len(table[t]))
+    text = table[token].decode("utf-8").strip()
+    p.page.fill("#search", text)
+    listed = p.page.eval_on_selector_all("#cluster-select option", "os => os.map(o => Number(o.value))")
+    hit = [text.lower() in table[i].decode("utf-8", "ignore").lower() for i in samples.token_id]
+    assert set(samples.cluster[samples.token_id == token]) <= set(listed) == set(samples.cluster[hit])
+    p.check_clean()
+
+
+@pytest.mark.browser
+def test_capped_page_keeps_markup_as_text(browser, corpus, table, tmp_path):
+    """The hostile document through the capped data path: one sample per cluster, each the last
+    token of document 1 (the whole document as context) or of the others."""
+    samples = all_samples(corpus)
+    ends = samples.groupby("document").position.transform("max") == samples.position
+    picked = samples[ends].assign(cluster=lambda d: range(len(d)))
+    extra = samples[~ends].head(30).assign(cluster=0)  # cluster 0 gets more than the page holds
+    mixed = pd.concat([picked, extra]).reset_index(drop=True)
+    page = report_page(mixed, corpus, table, before=10_000, max_bytes=None, max_per_cluster=1)
+    assert page.cap == 1 and page.in_page.sum() == len(picked)
+    path = tmp_path / "report.html"
+    path.write_text(page.html, encoding="utf-8")
+    rank = int(picked.cluster[picked.document == 1].iloc[0])
+    p = Page(browser, path, f"#cluster-{rank}")
+    assert p.page.locator(".sample .ctx").text_content() == DANGEROUS
+    assert p.page.evaluate("document.querySelectorAll('main img, main script, main iframe').length") == 0
     p.check_clean()
 
 
