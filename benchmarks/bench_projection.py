@@ -140,13 +140,52 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--kinds", default="countsketch,sjlt-2,sjlt-4,sjlt-8")
     ap.add_argument("--dims", default="256,1024,4096,16384,65536,262144")
     ap.add_argument("--time-dims", default="4096,65536,262144", help="k at which Sketch.apply is timed")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds, one projection pass each")
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--batch-tokens", type=int, default=4096)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--demo-cache", default=None, help="a make-demo cache: quanta-demo and its selected tokens")
     ap.add_argument("--demo-step", default="step512")
     return ap.parse_args()
+
+
+def error_table(model, corpus, indices, exact, args, kinds, dims, device):
+    """Per kind and k, the errors vs ``exact`` (mean over ``--seeds``, one projection pass each);
+    returns the last pass's gradient batch and seconds per gradient."""
+    off = exact[~np.eye(len(exact), dtype=bool)]
+    stats = {}
+    seeds = [int(x) for x in args.seeds.split(",")]
+    for seed in seeds:
+        t = time.perf_counter()
+        proj, t_grad, buf = project_all(model, corpus, indices, kinds, dims[-1], seed, device,
+                                        args.max_batch, args.batch_tokens)
+        print(f"[projection pass, seed {seed}] {time.perf_counter() - t:.0f} s "
+              f"({t_grad / len(indices):.2f} s per gradient)", flush=True)
+        for k in dims:
+            for kind in kinds:
+                u = normalized(fold(proj[kind], parse_kind(kind), k))
+                m64, m16 = gram64(u), gram16(u)
+                stats.setdefault((kind, k), []).append(
+                    (*errors(m64, exact), *errors(m16, exact)[::2], float(np.abs(m16 - m64).max())))
+        del proj
+    c4 = ((1 - off**2) ** 2).mean()  # the theory's rms is sqrt(c4 / k)
+    print(f"\nmeans over seeds {seeds}\n\n| kind | k | rms \\|Δcos\\| (sd over seeds) | mean | max | theory rms | "
+          "float16 rows: rms | max | extra max vs float64 |\n|---|---|---|---|---|---|---|---|---|")
+    for k in dims:
+        for kind in kinds:
+            a = np.array(stats[kind, k])
+            rms, mean, mx, rms16, mx16 = a[:, :5].mean(0)
+            print(f"| {kind} | {k:,} | {rms:.5f} ({a[:, 0].std():.5f}) | {mean:.5f} | {mx:.5f} | "
+                  f"{np.sqrt(c4 / k):.5f} | {rms16:.5f} | {mx16:.5f} | {a[:, 5].max():.1e} |", flush=True)
+    return buf, t_grad / len(indices)
+
+
+def speed_table(buf, kinds, dims, seed, device, p, per_gradient) -> None:
+    speeds = time_apply(buf, kinds, dims, seed, device, p)
+    print(f"\nseconds per token of Sketch.apply (batch of {buf.shape[0]}; gradients: {per_gradient:.2f} s per "
+          "token)\n\n| kind | " + " | ".join(f"k = {k:,}" for k in dims) + " |\n|---|" + "---|" * len(dims))
+    for kind in kinds:
+        print(f"| {kind} | " + " | ".join(f"{speeds[kind, k]:.3f}" for k in dims) + " |")
 
 
 def main() -> None:
@@ -156,45 +195,24 @@ def main() -> None:
     device = torch.device(args.device)
     kinds = args.kinds.split(",")
     dims = sorted(int(x) for x in args.dims.split(","))
-    max_dim = dims[-1]
-    assert max_dim <= MAX_DIM and all(max_dim % k == 0 and k % parse_kind(kind) == 0 for k in dims for kind in kinds)
+    assert dims[-1] <= MAX_DIM and all(dims[-1] % k == 0 and k % parse_kind(kd) == 0 for k in dims for kd in kinds)
     model, corpus, indices = demo_case(args) if args.demo_cache else pythia_case(args)
     p = sum(x.numel() for _, x in similarity_parameters(model))
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; P = {p:,}, "
           f"S = {args.tokens}, kinds {kinds}, k {dims}")
     t = time.perf_counter()
     ex = similarity_matrix(model, corpus, indices, resident_dtype="float16", max_batch=args.max_batch,
-                           memory_budget_bytes=budget_for_resident(args.tokens, p, args.tokens, "float16"))
+                           memory_budget_bytes=budget_for_resident(len(indices), p, len(indices), "float16"))
     exact = ex.matrix.astype(np.float64)
     off = exact[~np.eye(len(exact), dtype=bool)]
-    print(f"[exact] {time.perf_counter() - t:.0f} s ({ex.gradient_seconds / args.tokens:.2f} s per gradient); "
+    print(f"[exact] {time.perf_counter() - t:.0f} s ({ex.gradient_seconds / len(indices):.2f} s per gradient); "
           f"off-diagonal cosines: mean {off.mean():.3f}, rms {np.sqrt((off**2).mean()):.3f}, "
           f"max |cos| {np.abs(off).max():.3f}")
     with PrecisionGuard(), torch.no_grad():
-        t = time.perf_counter()
-        proj, t_grad, buf = project_all(model, corpus, indices, kinds, max_dim, args.seed, device,
-                                           args.max_batch, args.batch_tokens)
-        print(f"[projection pass] {time.perf_counter() - t:.0f} s ({t_grad / args.tokens:.2f} s per gradient)")
-        c2 = (1 - off**2) ** 2
-        print("\n| kind | k | rms \\|Δcos\\| | mean | max | theory rms | float16 rows: rms | max | "
-              "extra max vs float64 |\n|---|---|---|---|---|---|---|---|---|")
-        for k in dims:
-            for kind in kinds:
-                u = normalized(fold(proj[kind], parse_kind(kind), k))
-                m64, m16 = gram64(u), gram16(u)
-                rms, mean, mx = errors(m64, exact)
-                rms16, _, mx16 = errors(m16, exact)
-                extra = float(np.abs(m16 - m64).max())
-                print(f"| {kind} | {k:,} | {rms:.5f} | {mean:.5f} | {mx:.5f} | {np.sqrt(c2.mean() / k):.5f} | "
-                      f"{rms16:.5f} | {mx16:.5f} | {extra:.1e} |", flush=True)
-        del proj
-        speeds = time_apply(buf, kinds, [int(x) for x in args.time_dims.split(",") if x], args.seed, device, p)
-    print(f"\nseconds per token of Sketch.apply (batch of {buf.shape[0]}; gradients: {t_grad / args.tokens:.2f} s "
-          "per token)\n\n| kind | " + " | ".join(f"k = {k:,}" for k in sorted({k for _, k in speeds})) + " |")
-    print("|---|" + "---|" * len({k for _, k in speeds}))
-    for kind in kinds:
-        print(f"| {kind} | " + " | ".join(f"{v:.3f}" for (kd, _), v in sorted(speeds.items(), key=lambda x: x[0][1])
-                                          if kd == kind) + " |")
+        buf, per_gradient = error_table(model, corpus, indices, exact, args, kinds, dims, device)
+        time_dims = [int(x) for x in args.time_dims.split(",") if x]
+        if time_dims:
+            speed_table(buf, kinds, time_dims, int(args.seeds.split(",")[0]), device, p, per_gradient)
 
 
 if __name__ == "__main__":
