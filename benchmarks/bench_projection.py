@@ -169,13 +169,13 @@ def error_table(model, corpus, indices, exact, args, kinds, dims, device):
                     (*errors(m64, exact), *errors(m16, exact)[::2], float(np.abs(m16 - m64).max())))
         del proj
     c4 = ((1 - off**2) ** 2).mean()  # the theory's rms is sqrt(c4 / k)
-    print(f"\nmeans over seeds {seeds}\n\n| kind | k | rms \\|Δcos\\| (sd over seeds) | mean | max | theory rms | "
+    print(f"\nmeans over seeds {seeds}\n\n| kind | k | rms \\|Δcos\\| (sd over seeds) | mean | max (sd) | theory rms | "
           "float16 rows: rms | max | extra max vs float64 |\n|---|---|---|---|---|---|---|---|---|")
     for k in dims:
         for kind in kinds:
             a = np.array(stats[kind, k])
             rms, mean, mx, rms16, mx16 = a[:, :5].mean(0)
-            print(f"| {kind} | {k:,} | {rms:.5f} ({a[:, 0].std():.5f}) | {mean:.5f} | {mx:.5f} | "
+            print(f"| {kind} | {k:,} | {rms:.5f} ({a[:, 0].std():.5f}) | {mean:.5f} | {mx:.5f} ({a[:, 2].std():.5f}) | "
                   f"{np.sqrt(c4 / k):.5f} | {rms16:.5f} | {mx16:.5f} | {a[:, 5].max():.1e} |", flush=True)
     return buf, t_grad / len(indices)
 
