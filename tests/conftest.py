@@ -46,3 +46,12 @@ def hub(tmp_path, monkeypatch):
     models = {"step143000": make_tiny_gptneox(seed=1), "step142000": make_tiny_gptneox(seed=2)}
     commits = {step: write_hub_revision(hub, "EleutherAI/pythia-70m", step, m) for step, m in models.items()}
     return hub, models, commits
+
+
+@pytest.fixture
+def one_thread():
+    """One BLAS/OpenMP thread: tiny matrices only pay overhead for threads on a shared machine."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield

@@ -159,3 +159,14 @@ def tiny_minipile_corpus(directory, documents: int = 24):
 
     pile = write_pile(Path(directory) / "mini.jsonl.zst", minipile_documents(40)[:documents])
     return build_canonical(read_pile(pile), load_tokenizer())
+
+
+def planted_cosines(num_samples: int, num_clusters: int, dim: int, noise: float, seed: int = 0):
+    """Cosine matrix (float32 ``[S, S]``) of unit vectors scattered around ``num_clusters`` random
+    centres in ``dim`` dimensions (Gaussian ``noise``), and the planted labels (int ``[S]``)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, num_clusters, num_samples)
+    centres = rng.normal(size=(num_clusters, dim))
+    x = centres[labels] + noise * rng.normal(size=(num_samples, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return (x @ x.T).astype(np.float32), labels

@@ -89,7 +89,8 @@ def test_asset_materializes_through_dagster(cache_dir):
     assert re.search(r"\| step1 +\| +1 \|", meta["learned_at_histogram"].value)
     # the per-checkpoint report takes these only for the reference step, as the IO manager loads them
     defs = dg.Definitions(assets=[*_upstream_specs(), quanta_training_dynamics], resources=_resources(cache_dir))
-    loaded = defs.load_asset_value("quanta_training_dynamics", partition_key="quanta-demo")
+    loaded = defs.load_asset_value("quanta_training_dynamics", partition_key="quanta-demo",
+                                  instance=dg.DagsterInstance.ephemeral())
     stored = TrainingDynamics.from_stored(loaded)
     extras, sections = dynamics_page.report_extras(stored, "step2")
     assert [extras[k]["learned_at_step"] for k in range(3)] == [1, 2, None] and "<svg" in sections[0]

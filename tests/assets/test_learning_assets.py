@@ -120,7 +120,8 @@ def test_learning_times_and_learned_together_through_dagster(cache_dir):
 
     # the report of the reference step gets each cluster's sentence from the dynamics as loaded
     defs = dg.Definitions(assets=_assets(), resources=_resources(cache_dir))
-    stored = TrainingDynamics.from_stored(defs.load_asset_value("quanta_training_dynamics", partition_key=MODEL))
+    stored = TrainingDynamics.from_stored(
+        defs.load_asset_value("quanta_training_dynamics", partition_key=MODEL, instance=dg.DagsterInstance.ephemeral()))
     extras, sections = dynamics_page.report_extras(stored, DEMO_STEPS[-1])
     sentence = extras[0]["learned_together"]
     assert sentence.startswith("learned around step ") and "permutation p" in sentence

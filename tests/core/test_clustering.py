@@ -12,24 +12,13 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from quanta_core import clustering as qc
 from quanta_core import paper
 
+from helpers import planted_cosines
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These matrices are tiny: threads only add overhead on a shared machine."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def planted(num_samples=180, num_clusters=8, dim=24, noise=0.9, seed=0):
-    """Cosine matrix (float32 [S, S]) of unit vectors around planted centres, and the labels."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, num_clusters, num_samples)
-    centres = rng.normal(size=(num_clusters, dim))
-    x = centres[labels] + noise * rng.normal(size=(num_samples, dim))
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return (x @ x.T).astype(np.float32), labels
+    return planted_cosines(num_samples, num_clusters, dim, noise, seed)
 
 
 def sklearn_labels(similarity, k, n_init=30, random_state=0):

@@ -10,22 +10,13 @@ from quanta_core import clustering as qc
 from quanta_core import knn
 from quanta_core import knn_clustering as kc
 
+from helpers import planted_cosines
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def planted(num_samples=300, num_clusters=6, dim=16, noise=0.5, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, num_clusters, num_samples)
-    centres = rng.normal(size=(num_clusters, dim))
-    x = centres[labels] + noise * rng.normal(size=(num_samples, dim))
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return (x @ x.T).astype(np.float32), labels
+    return planted_cosines(num_samples, num_clusters, dim, noise, seed)
 
 
 def test_affinity_is_the_union_of_knn_edges_with_the_angular_weight():
