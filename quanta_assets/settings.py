@@ -79,7 +79,8 @@ class SimilaritySettings(SettingsResource):
     Selection (``None``: the family's preset — the original README's run for Pythia):
     ``threshold_bits`` (strict, in bits), ``filter`` (``none`` | ``present_trigram`` |
     ``present_bigram``), ``skip`` (every skip-th qualifying token), ``num_tokens``.
-    ``method``: ``exact`` | ``projected`` (CountSketch to ``projection_dim``, ``seed``) |
+    ``method``: ``exact`` | ``projected`` (``projection`` — ``countsketch`` | ``sjlt`` | ``sjlt-<s>`` —
+    to ``projection_dim`` ≤ 2^18, ``seed``) |
     ``reference`` (the original's algorithm). ``memory_budget_gib``: gradient storage for
     ``exact`` (default 85 % of free GPU memory / 50 % of available RAM). ``resident_dtype``:
     ``auto`` | ``float32`` | ``float16``. ``exclude_final_layer_norm``: False = the original's
@@ -97,6 +98,7 @@ class SimilaritySettings(SettingsResource):
     resident_dtype: str = "auto"
     exclude_final_layer_norm: bool = False
     projection_dim: int = DEFAULT_PROJECTION_DIM
+    projection: str = "countsketch"
     seed: int = 0
     gram_mode: str = "ieee"
 

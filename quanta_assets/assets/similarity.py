@@ -59,7 +59,7 @@ def quanta_similarity(
         "selection": settings.selection_for(model),
         **{name: getattr(settings, name) for name in ("method", "memory_budget_gib", "resident_dtype",
                                                      "exclude_final_layer_norm", "projection_dim", "seed",
-                                                     "gram_mode")},
+                                                     "gram_mode", "projection")},
         "loader": loader_params(models),
     }
     return compute.run(context, "quanta_similarity", params, model)

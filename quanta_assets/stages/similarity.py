@@ -5,7 +5,7 @@ int64 ``[S]``, ``matrix.npy`` float32 ``[S, S]``).
 ``params``: ``cache_dir``, ``model``, ``step``, ``corpus``, ``losses``, ``filters`` (stored
 paths of ``pile_canonical``, ``pile_losses``, ``induction_filters``), ``output``, ``selection``
 (``threshold_bits``, ``filter``, ``skip``, ``num_tokens``), ``method``, ``memory_budget_gib``,
-``resident_dtype``, ``exclude_final_layer_norm``, ``projection_dim``, ``seed``, ``loader``.
+``resident_dtype``, ``exclude_final_layer_norm``, ``projection_dim``, ``projection``, ``seed``, ``loader``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def _settings_metadata(params: dict) -> dict:
         "setting_exclude_final_layer_norm": params["exclude_final_layer_norm"],
         "setting_projection_dim": params["projection_dim"] if projected else None,
         "setting_seed": params["seed"] if projected else None,
+        "setting_projection": params.get("projection", "countsketch") if projected else None,
         "setting_gram_mode": params.get("gram_mode", "ieee"),
     }
 
@@ -67,7 +68,7 @@ def run(params: dict, log) -> dict:
         memory_budget_bytes=None if budget is None else int(budget * (1 << 30)),
         exclude_final_layer_norm=params["exclude_final_layer_norm"], resident_dtype=params["resident_dtype"],
         projection_dim=params["projection_dim"], seed=params["seed"], progress=progress,
-        gram_mode=params.get("gram_mode", "ieee"),
+        gram_mode=params.get("gram_mode", "ieee"), projection=params.get("projection", "countsketch"),
     )
     commit = loaded.checkpoint.commit
     loaded.release()

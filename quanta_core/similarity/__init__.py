@@ -11,7 +11,8 @@ normalized gradients. :func:`similarity_matrix` is the entry point; its methods:
     over column chunks in float64 (:mod:`.gram`); a resident block within a memory budget
     (:mod:`.memory`), computed once when all S fit.
 ``projected`` (:mod:`.projected`)
-    A seeded CountSketch of every gradient, computed once; memory ``S × projection_dim``.
+    A seeded CountSketch (or sparse JL, :mod:`.sketches`) of every gradient, computed once; memory
+    ``S × projection_dim``.
 ``reference`` (:mod:`.reference`)
     The original ``scripts/similarity_matrix_v1.py`` loop, for tests and benchmarks.
 """
@@ -40,6 +41,8 @@ from .parameters import final_layer_norm, last_layer_positionwise_modules, simil
 from .projected import DEFAULT_PROJECTION_DIM, countsketch, projected
 from .reference import ORIGINAL_BLOCK_LEN, original_gradient_computations, reference
 from .results import MethodRun, Progress, ProgressCallback, SimilarityResult
+from .sketches import KINDS as PROJECTIONS
+from .sketches import Sketch, check_dim, check_fits, parse_kind
 
 METHODS = ("exact", "projected", "reference")
 
@@ -51,10 +54,12 @@ __all__ = [
     "DenseMatrix",
     "MemoryPlan",
     "MethodRun",
+    "PROJECTIONS",
     "PerTokenGradients",
     "Progress",
     "ProgressCallback",
     "SimilarityResult",
+    "Sketch",
     "budget_for_resident",
     "countsketch",
     "default_memory_budget",
@@ -82,7 +87,7 @@ def _checked(model, method: str, indices, exclude_final_layer_norm: bool):
 
 
 def _run_method(method: str, model, corpus, indices, params, *, memory_budget_bytes, resident_dtype, projection_dim,
-                seed, max_batch, batch_tokens, block_len, progress, gram_mode) -> MethodRun:
+                seed, max_batch, batch_tokens, block_len, progress, gram_mode, projection) -> MethodRun:
     device = params[0][1].device
     targets = Targets.of(corpus, indices)  # also checks the indices (IndexError)
     if method == "reference":
@@ -94,10 +99,12 @@ def _run_method(method: str, model, corpus, indices, params, *, memory_budget_by
                     max_batch=max_batch, batch_tokens=batch_tokens, progress=progress, gram_mode=gram_mode)
         run.extra["probe_seconds"] = round(time.perf_counter() - probe - run.gradient_seconds - run.gram_seconds, 4)
         return run
-    if projection_dim < 1:
-        raise ValueError(f"projection_dim must be ≥ 1, got {projection_dim}")
-    return projected(model, corpus, targets, params, dim=int(projection_dim), seed=seed, max_batch=max_batch,
-                     batch_tokens=batch_tokens, progress=progress)
+    dim = check_dim(projection_dim, parse_kind(projection))
+    check_fits(len(indices), dim, 8, free_memory_bytes(device), "projected rows (S × projection_dim, float64)")
+    run = projected(model, corpus, targets, params, dim=dim, seed=seed, max_batch=max_batch,
+                    batch_tokens=batch_tokens, progress=progress, projection=projection)
+    run.extra["projection"] = projection
+    return run
 
 
 def similarity_matrix(
@@ -116,6 +123,7 @@ def similarity_matrix(
     block_len: int = ORIGINAL_BLOCK_LEN,
     progress: ProgressCallback | None = None,
     gram_mode: str = "ieee",
+    projection: str = "countsketch",
 ) -> SimilarityResult:
     """QDG cosine-similarity matrix of the per-token gradients of ``indices`` (canonical, int64 ``[S]``).
 
@@ -128,7 +136,8 @@ def similarity_matrix(
     16,384 on CUDA, 8 / 4,096 on CPU). ``block_len`` (reference): the original's Gram block.
     ``progress``: called with a :class:`Progress` after each batch.
     ``gram_mode`` (exact): ``ieee`` (float32 products) | ``3xtf32`` (CUDA tensor cores, see
-    :mod:`.gram`) | ``3xtf32-emulated``.
+    :mod:`.gram`) | ``3xtf32-emulated``. ``projection`` (projected): ``countsketch`` | ``sjlt`` |
+    ``sjlt-<s>`` (:mod:`.sketches`); ``projection_dim`` ≤ 2^18.
     """
     indices, params = _checked(model, method, indices, exclude_final_layer_norm)
     device = params[0][1].device
@@ -143,7 +152,7 @@ def similarity_matrix(
                               resident_dtype=resident_dtype, projection_dim=projection_dim, seed=seed,
                               max_batch=max_batch or (32 if cuda else 8),
                               batch_tokens=batch_tokens or (16384 if cuda else 4096), block_len=block_len,
-                              progress=progress, gram_mode=gram_mode)
+                              progress=progress, gram_mode=gram_mode, projection=projection)
         sync(device)
     finally:
         model.train(was_training)

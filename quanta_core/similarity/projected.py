@@ -13,38 +13,20 @@ from ..canonical import CanonicalCorpus
 from .gradients import PerTokenGradients, Targets, collate
 from .gram import sync
 from .results import MethodRun, ProgressCallback, Reporter
+from .sketches import Sketch, countsketch, sketch
+
+__all__ = ["DEFAULT_PROJECTION_DIM", "Sketch", "countsketch", "projected", "sketch"]
 
 DEFAULT_PROJECTION_DIM = 8192
-_SKETCH_STEP = 1 << 22  # columns scattered per index_add_
-
-
-def countsketch(num_parameters: int, dim: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The seeded sparse projection: bucket (int64 ``[P]``, in [0, dim)) and sign (float32 ``[P]``,
-    ±1) of every coordinate, generated on the CPU in blocks of 2^20 so it is device-independent."""
-    gen = torch.Generator().manual_seed(int(seed))
-    buckets, signs = [], []
-    for a in range(0, num_parameters, 1 << 20):
-        n = min(1 << 20, num_parameters - a)
-        buckets.append(torch.randint(0, dim, (n,), generator=gen))
-        signs.append(torch.randint(0, 2, (n,), generator=gen).float() * 2 - 1)
-    return torch.cat(buckets).to(device), torch.cat(signs).to(device)
-
-
-def sketch(g: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor, dim: int) -> torch.Tensor:
-    """CountSketch of the rows of ``g`` (float32 ``[n, P]``) → float64 ``[n, dim]``."""
-    part = torch.zeros(g.shape[0], dim, dtype=torch.float64, device=g.device)
-    for a in range(0, g.shape[1], _SKETCH_STEP):
-        sl = slice(a, a + _SKETCH_STEP)
-        part.index_add_(1, buckets[sl], (g[:, sl] * signs[sl]).double())
-    return part
 
 
 def projected(model, corpus: CanonicalCorpus, targets: Targets, params, *, dim: int, seed: int, max_batch: int,
-              batch_tokens: int, progress: ProgressCallback | None = None) -> MethodRun:
-    """Run ``projected`` (see the module docstring)."""
+              batch_tokens: int, progress: ProgressCallback | None = None,
+              projection: str = "countsketch") -> MethodRun:
+    """Run ``projected`` (see the module docstring); ``projection``: a :mod:`.sketches` kind."""
     engine = PerTokenGradients(model, params)
     device, p, s = engine.device, engine.num_parameters, len(targets.positions)
-    buckets, signs = countsketch(p, dim, seed, device)
+    projector = Sketch(p, dim, seed, device, projection)
     buf = torch.empty(min(max_batch, s), p, dtype=torch.float32, device=device)
     proj = torch.zeros(s, dim, dtype=torch.float64, device=device)
     reporter = Reporter(progress, s, s, 1)
@@ -54,7 +36,7 @@ def projected(model, corpus: CanonicalCorpus, targets: Targets, params, *, dim: 
         t0 = time.perf_counter()
         ids, lens, tgt = collate(corpus, targets, batch, device)
         engine.compute(ids, lens, tgt, buf[:n])
-        proj[torch.from_numpy(batch).to(device)] = sketch(buf[:n], buckets, signs, dim)
+        proj[torch.from_numpy(batch).to(device)] = projector.apply(buf[:n])
         sync(device)
         t_grad += time.perf_counter() - t0
         reporter.add(n)
