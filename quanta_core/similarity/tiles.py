@@ -69,8 +69,9 @@ def gram_into_sink(stored: StoredRows, sink, *, tile: int | None = None, mode: s
     for i, (a, b) in enumerate(spans):
         mine = positions[a:b]
         for c, d in spans[i:]:
-            if c == a:
-                block = cosines(gram(rows[a:b], mode=mode), norms[a:b], norms[a:b])
+            if c == a:  # one product (the symmetric tiling of gram(a) is slow on the CPU), then symmetrized
+                square = gram(rows[a:b], rows[a:b], mode=mode)
+                block = cosines((square + square.T) / 2, norms[a:b], norms[a:b])
                 sink.add(mine, mine, block)
             else:
                 block = cosines(gram(rows[a:b], rows[c:d], mode=mode), norms[a:b], norms[c:d])

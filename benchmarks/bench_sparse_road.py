@@ -1,0 +1,227 @@
+"""Benchmark: the sparse road end to end on the demo suite (issue 15's acceptance).
+
+1. ``--compare-tokens`` (default 5,000): the same low-loss tokens clustered by both roads — the
+   dense projected matrix by the exact road (scikit-learn's labels), its top-``--neighbors`` graph
+   by the sparse road — ARI / NMI between them, and the exact road against itself with another
+   random state (the ceiling any approximation can be judged by).
+2. ``--only synthetic``: what follows the gradients at ``--tokens``, on planted projected rows
+   (Gram tiles into the kNN sink, the kNN road's clustering): seconds and peak RSS.
+3. ``--tokens`` (default 50,000): ``pile_losses`` (all documents of the mini-Pile, the loss-table
+   setting ``loss_settings.num_documents``), ``quanta_similarity`` (projected, ``neighbors`` k),
+   ``quanta_clusters`` (the kNN road) and ``quanta_report`` of ``quanta-demo|step512``, each
+   materialized through Dagster (the real assets, ``dg.materialize`` with the code location's
+   resources and a private cache and Dagster home) in its own process: wall time and peak RSS
+   (VmHWM) per stage.
+
+Set-up (not timed): ``corpus/`` and ``hub/`` are copied from ``--source-cache`` (a cache where
+``make demo`` ran: the mini-Pile, its induction filters and the trained demo suite) into
+``--workdir``. Run under the bench lock on a quiet machine::
+
+    flock /tmp/quanta-bench.lock python benchmarks/bench_sparse_road.py --source-cache .quanta_cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MODEL, STEP = "quanta-demo", "step512"
+STAGES = ("pile_losses", "quanta_similarity", "quanta_clusters", "quanta_report")
+
+
+def settings(args) -> dict:
+    """The settings resources of the end-to-end run (JSON-able kwargs by resource name)."""
+    return {
+        "loss_settings": {"num_documents": args.documents},
+        "similarity_settings": {"threshold_bits": args.threshold_bits, "filter": args.filter, "skip": 1,
+                                "num_tokens": args.tokens, "method": "projected",
+                                "projection_dim": args.projection_dim, "neighbors": args.neighbors},
+        "cluster_settings": {"num_clusters": args.clusters, "n_components": args.components, "n_init": args.n_init,
+                             "knn_eigen_solver": "amg", "kmeans": "full"},
+    }
+
+
+def peak_rss() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
+def run_stage(stage: str, config: dict) -> None:
+    """(child process) Materialize ``stage`` of quanta-demo|step512 with ``config``'s settings."""
+    import dagster as dg
+
+    from quanta_assets import settings as s
+    from quanta_assets.code_versions import with_settings_code_version
+    from quanta_assets.definitions import ASSETS, default_resources
+    from quanta_assets.partitions import checkpoint_key
+
+    classes = {"loss_settings": s.LossSettings, "similarity_settings": s.SimilaritySettings,
+               "cluster_settings": s.ClusterSettings}
+    resources = {**default_resources(), **{k: classes[k](**v) for k, v in config.items()}}
+    assets = [with_settings_code_version(a, resources) for a in ASSETS]
+    started = time.perf_counter()
+    result = dg.materialize(assets, selection=[stage], partition_key=checkpoint_key(MODEL, STEP),
+                            resources=resources, instance=dg.DagsterInstance.get())
+    meta = {k: v.value for k, v in result.asset_materializations_for_node(stage)[0].metadata.items()
+            if isinstance(v.value, (int, float, str))}
+    print("RESULT " + json.dumps({"stage": stage, "seconds": round(time.perf_counter() - started, 1),
+                                  "peak_rss_gib": round(peak_rss() / 2**30, 2), "metadata": meta}), flush=True)
+
+
+def end_to_end(args, workdir: Path, stages=STAGES) -> list[dict]:
+    env = {**os.environ, "QUANTA_CACHE_DIR": str(workdir / "cache"), "DAGSTER_HOME": str(workdir / "dh"),
+           "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    (workdir / "dh").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for stage in stages:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, __file__, "--child", stage, "--config", json.dumps(settings(args))],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        result = None
+        for line in proc.stdout:
+            if line.startswith("RESULT "):
+                result = json.loads(line[7:])
+            elif args.verbose or "left" in line or "done" in line or "Error" in line:
+                print("   ", line.rstrip()[-220:], flush=True)
+        if proc.wait() != 0 or result is None:
+            raise SystemExit(f"{stage} failed (exit {proc.returncode})")
+        result["wall_seconds"] = round(time.perf_counter() - started, 1)
+        rows.append(result)
+        print(f"{stage}: {result['wall_seconds']:.0f} s wall (materialize {result['seconds']:.0f} s), peak RSS "
+              f"{result['peak_rss_gib']:.2f} GiB; load {os.getloadavg()[0]:.1f}", flush=True)
+    return rows
+
+
+def compare(args, workdir: Path) -> dict:
+    """Both roads on the same ``--compare-tokens`` tokens (the dense projected matrix and its kNN)."""
+    import torch
+
+    from quanta_core import store
+    from quanta_core.canonical import CanonicalCorpus
+    from quanta_core.checkpoints import load_checkpoint
+    from quanta_core.cluster_roads import cluster_similarity
+    from quanta_core.clustering import compare_labelings
+    from quanta_core.selection import select_tokens
+    from quanta_core.similarity import similarity_matrix
+
+    cache = workdir / "cache"
+    losses = np.asarray(store.read_value(cache / MODEL / STEP / "pile_losses.npy"))
+    indices = select_tokens(losses, None, threshold_bits=args.threshold_bits, skip=1, num_tokens=args.compare_tokens,
+                            filter_name="none")
+    corpus = CanonicalCorpus.load(cache / "corpus" / "pile_canonical")
+    checkpoint = load_checkpoint(MODEL, STEP, hub_cache_dir=cache / "hub", device="cpu", offline=True)
+    torch.set_num_threads(os.cpu_count() or 1)
+    t = time.perf_counter()
+    sim = similarity_matrix(checkpoint.model, corpus, indices, method="projected",
+                            projection_dim=args.projection_dim)
+    sim_seconds = time.perf_counter() - t
+    k = args.compare_clusters
+    arrays = {"indices": indices, "matrix": sim.matrix}
+    labels, info = cluster_similarity(arrays, k, compare_neighbors=args.neighbors, progress=print)
+    other, _ = cluster_similarity(arrays, k, random_state=1)
+    ceiling = compare_labelings(labels, other)
+    return {"tokens": len(indices), "clusters": k, "neighbors": args.neighbors,
+            "similarity_seconds": round(sim_seconds, 1), "exact_road_seconds": info["embedding_seconds"]
+            + info["kmeans_seconds"], "sparse_road_seconds": info["knn_vs_exact_seconds"],
+            "ari_sparse_vs_exact": info["knn_vs_exact_ari"], "nmi_sparse_vs_exact": info["knn_vs_exact_nmi"],
+            "ari_exact_seed0_vs_seed1": round(ceiling["adjusted_rand"], 4),
+            "nmi_exact_seed0_vs_seed1": round(ceiling["nmi"], 4)}
+
+
+def synthetic(args) -> dict:
+    """The sparse road after the gradients at ``--tokens``: projected rows (planted directions in
+    ``--projection-dim`` dimensions, ``--clusters`` centres) stored as the similarity stores them, their Gram
+    tile by tile into a :class:`KnnSink`, then the kNN road's clustering — seconds and peak RSS."""
+    import torch
+
+    from quanta_core.cluster_roads import cluster_similarity
+    from quanta_core.clustering import compare_labelings
+    from quanta_core.knn import KnnSink
+    from quanta_core.similarity.tiles import StoredRows, gram_into_sink
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    s, d = args.tokens, args.projection_dim
+    gen = torch.Generator().manual_seed(0)
+    truth = torch.randint(0, args.clusters, (s,), generator=gen)
+    centres = torch.randn(args.clusters, d, generator=gen)
+    stored = StoredRows(s, d, "float16", torch.device("cpu"))
+    for a in range(0, s, 4096):
+        rows = torch.arange(a, min(a + 4096, s))
+        stored.put(rows, centres[truth[rows]] + 0.8 * torch.randn(len(rows), d, generator=gen))
+    del centres
+    sink, t = KnnSink(s, args.neighbors), time.perf_counter()
+    gram_into_sink(stored, sink)
+    idx, cos = sink.finish()
+    gram_seconds = time.perf_counter() - t
+    del stored
+    labels, info = cluster_similarity({"indices": np.arange(s), "knn_indices": idx, "knn_cosines": cos},
+                                      args.clusters, n_components=args.components, n_init=args.n_init)
+    return {"tokens": s, "projection_dim": d, "neighbors": args.neighbors,
+            "gram_and_topk_seconds": round(gram_seconds, 1),
+            "clustering_seconds": info["clustering_seconds"], "embedding_seconds": info["embedding_seconds"],
+            "kmeans_seconds": info["kmeans_seconds"], "peak_rss_gib": round(peak_rss() / 2**30, 2),
+            "ari_vs_planted": round(compare_labelings(labels, truth.numpy())["adjusted_rand"], 3)}
+
+
+def prepare(source: Path, workdir: Path) -> None:
+    for part in ("corpus", "hub"):
+        target = workdir / "cache" / part
+        if not target.exists():
+            if not (source / part).exists():
+                raise SystemExit(f"{source / part} is missing: run `make demo` (or pass --source-cache)")
+            shutil.copytree(source / part, target)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source-cache", type=Path, default=ROOT / ".quanta_cache")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/quanta-bench-sparse"))
+    parser.add_argument("--tokens", type=int, default=50_000)
+    parser.add_argument("--compare-tokens", type=int, default=5_000)
+    parser.add_argument("--compare-clusters", type=int, default=100)
+    parser.add_argument("--documents", type=int, default=2000, help="loss_settings.num_documents")
+    parser.add_argument("--threshold-bits", type=float, default=1.0)
+    parser.add_argument("--filter", default="none")
+    parser.add_argument("--projection-dim", type=int, default=2048)
+    parser.add_argument("--neighbors", type=int, default=30)
+    parser.add_argument("--clusters", type=int, default=400)
+    parser.add_argument("--components", type=int, default=100)
+    parser.add_argument("--n-init", type=int, default=10)
+    parser.add_argument("--only", choices=("compare", "end-to-end", "synthetic"))
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--child", choices=STAGES)
+    parser.add_argument("--config")
+    args = parser.parse_args()
+    if args.child:
+        return run_stage(args.child, json.loads(args.config))
+    if args.only == "synthetic":
+        print("synthetic (after the gradients):", json.dumps(synthetic(args)), flush=True)
+        return None
+    prepare(args.source_cache, args.workdir)
+    print(f"settings: {json.dumps(settings(args))}; load {os.getloadavg()}", flush=True)
+    rows = end_to_end(args, args.workdir, STAGES[:1])  # the loss table over --documents documents
+    report = {}
+    if args.only != "end-to-end":
+        report["compare"] = compare(args, args.workdir)
+        print("dense vs sparse on the same tokens:", json.dumps(report["compare"]), flush=True)
+    if args.only != "compare":
+        report["end_to_end"] = rows + end_to_end(args, args.workdir, STAGES[1:])
+        total = sum(r["wall_seconds"] for r in report["end_to_end"])
+        print(f"end to end: {total:.0f} s ({total / 60:.1f} min), max peak RSS "
+              f"{max(r['peak_rss_gib'] for r in report['end_to_end']):.2f} GiB", flush=True)
+    print("REPORT " + json.dumps(report), flush=True)
+
+
+if __name__ == "__main__":
+    main()
