@@ -97,17 +97,23 @@ def _projected_rows(num_tokens: int, dim: int, budget: int) -> str:
 
 def _check_memory(method: str, s: int, neighbors: int, projection_dim: int, budget: int, row_dtype: str) -> str:
     """The projected row dtype (``auto`` resolved); ``MemoryError`` with the numbers when the result
-    cannot fit ``budget``."""
+    cannot fit: the kNN road's parts the memory ``budget``; the dense matrix the host's available
+    memory (``exact``'s budget counts its gradient store alone, as before)."""
     if row_dtype not in ("auto", "float32", "float16"):
         raise ValueError(f"projected_dtype must be auto, float32 or float16, got {row_dtype!r}")
     dim = projection_dim if method == "projected" else None
     if row_dtype == "auto":
         row_dtype = _projected_rows(s, projection_dim, budget) if neighbors else "float32"
-    hint = ("lower similarity_settings.neighbors or projection_dim, or raise memory_budget_gib" if neighbors else
-            "set similarity_settings.neighbors (the sparse road: k nearest tokens per token) or raise "
-            "memory_budget_gib")
-    what = f"{method} similarity of {s:,} tokens" + (f" (k = {neighbors} neighbours)" if neighbors else " (dense)")
-    check_fits(result_bytes(s, neighbors, dim, row_dtype), budget, what, hint)
+    parts = result_bytes(s, neighbors, dim, row_dtype)
+    if neighbors:
+        check_fits(parts, budget, f"{method} similarity of {s:,} tokens (k = {neighbors} neighbours)",
+                   "lower similarity_settings.neighbors or projection_dim, or raise memory_budget_gib")
+    else:
+        import torch
+
+        check_fits(parts, free_memory_bytes(torch.device("cpu")), f"{method} similarity of {s:,} tokens (dense)",
+                   "set similarity_settings.neighbors (the sparse road: k nearest tokens per token)",
+                   limit_name="the available memory")
     return row_dtype
 
 

@@ -186,12 +186,13 @@ def result_bytes(num_tokens: int, neighbors: int, dim: int | None = None, row_dt
     return parts
 
 
-def check_fits(parts: dict[str, int], budget_bytes: int, what: str, hint: str) -> None:
-    """``MemoryError`` naming the parts, their sum and the budget when they exceed ``budget_bytes``."""
+def check_fits(parts: dict[str, int], budget_bytes: int, what: str, hint: str,
+               limit_name: str = "the memory budget") -> None:
+    """``MemoryError`` naming the parts, their sum and the limit when they exceed ``budget_bytes``."""
     need = sum(parts.values())
     if need > budget_bytes:
         detail = ", ".join(f"{k.replace('_', ' ')} {format_bytes(v)}" for k, v in parts.items())
-        raise MemoryError(f"{what} needs {format_bytes(need)} ({detail}), over the memory budget of "
+        raise MemoryError(f"{what} needs {format_bytes(need)} ({detail}), over {limit_name} of "
                           f"{format_bytes(budget_bytes)}; {hint}")
 
 

@@ -106,8 +106,8 @@ def test_settings_that_cannot_fit_fail_early_with_the_numbers(setup):
     from quanta_assets.settings import ClusterSettings, SimilaritySettings
 
     cache, corpus, _, losses = setup
-    similarity = SimilaritySettings(threshold_bits=1.0, skip=1, num_tokens=30, filter="none",
-                                    memory_budget_gib=1e-6)
+    similarity = SimilaritySettings(threshold_bits=1.0, skip=1, num_tokens=30, filter="none", method="projected",
+                                    neighbors=4, memory_budget_gib=1e-4)
     resources = _resources(cache, similarity, ClusterSettings())
     upstream = _upstream(corpus, losses)
     dg.materialize(upstream[:2], resources=resources)
@@ -117,7 +117,8 @@ def test_settings_that_cannot_fit_fail_early_with_the_numbers(setup):
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     message = str(failure.event_specific_data.error)
-    assert "exact similarity of 30 tokens (dense) needs 0.01 MiB" in message and "memory budget" in message
+    assert "projected similarity of 30 tokens (k = 4 neighbours) needs" in message
+    assert "projected rows 0.47 MiB" in message and "over the memory budget of 0.10 MiB" in message
     assert not (cache / "quanta-demo" / "step0" / "quanta_similarity").exists()
 
 

@@ -106,15 +106,20 @@ def test_tiles_cover_every_pair_once():
 
 def test_settings_that_cannot_fit_fail_before_any_gradient(model, corpus, indices):
     calls = []
-    with pytest.raises(MemoryError, match=r"dense\) needs .* MiB \(dense matrix .*over the memory budget.*neighbors"):
-        similarity_matrix(model, corpus, indices, memory_budget_bytes=1000, progress=calls.append)
+    many = np.arange(10**6) % corpus.num_predictable  # a dense 10⁶ × 10⁶ matrix: 11 TiB
+    with pytest.raises(MemoryError, match=r"of 1,000,000 tokens \(dense\) needs 11175.87 GiB \(dense matrix .*over the "
+                                          r"available memory.*neighbors"):
+        similarity_matrix(model, corpus, many, progress=calls.append)
     with pytest.raises(MemoryError, match=r"k = 5 neighbours\) needs .*knn .*projected rows .*gram tile"):
         similarity_matrix(model, corpus, indices, method="projected", neighbors=5, memory_budget_bytes=1000,
                           progress=calls.append)
     assert calls == []
-    with pytest.raises(MemoryError, match="projected rows 0.44 GiB"):  # auto: 100,000 × 4,096 × 2 + 8 bytes
-        similarity_matrix(model, corpus, np.arange(100_000) % corpus.num_predictable, method="projected",
-                          projection_dim=4096, neighbors=5, memory_budget_bytes=1 << 30)
+    # auto: float16 rows (float32 would take over a quarter of the budget): 100,000 × (4,096 × 2 + 8) bytes
+    with pytest.raises(MemoryError, match=r"projected rows 0\.76 GiB, gram tile 0\.19 GiB\), over the memory budget "
+                                          r"of 0\.50 GiB"):
+        similarity_matrix(model, corpus, many[:100_000], method="projected", projection_dim=4096, neighbors=5,
+                          memory_budget_bytes=1 << 29, progress=calls.append)
+    assert calls == []
     with pytest.raises(ValueError, match="neighbors must be 0"):
         similarity_matrix(model, corpus, indices, neighbors=40)
     with pytest.raises(ValueError, match="not 'reference'"):
