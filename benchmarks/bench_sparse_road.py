@@ -6,7 +6,9 @@
    random state (the ceiling any approximation can be judged by).
 2. ``--only synthetic``: what follows the gradients at ``--tokens``, on planted projected rows
    (Gram tiles into the kNN sink, the kNN road's clustering): seconds and peak RSS.
-3. ``--tokens`` (default 50,000): ``pile_losses`` (all documents of the mini-Pile, the loss-table
+3. ``--only report``: the real ``quanta_report`` at ``--tokens`` tokens × ``--clusters`` clusters
+   (drawn Zipf-sized labels on the selected tokens; needs the loss table of an earlier run).
+4. ``--tokens`` (default 50,000): ``pile_losses`` (all documents of the mini-Pile, the loss-table
    setting ``loss_settings.num_documents``), ``quanta_similarity`` (projected, ``neighbors`` k),
    ``quanta_clusters`` (the kNN road) and ``quanta_report`` of ``quanta-demo|step512``, each
    materialized through Dagster (the real assets, ``dg.materialize`` with the code location's
@@ -218,6 +220,29 @@ def synthetic(args) -> dict:
             "ari_vs_planted": round(compare_labelings(labels, truth.numpy())["adjusted_rand"], 3)}
 
 
+def report_only(args, workdir: Path) -> dict:
+    """``quanta_report`` (the real asset) at ``--tokens`` demo tokens × ``--clusters`` Zipf-sized
+    clusters: the labels are drawn (the report's cost does not depend on how they were found)."""
+    from quanta_assets.assets.clusters import clusters_table
+    from quanta_core import store
+    from quanta_core.canonical import CanonicalCorpus
+    from quanta_core.clustering import rank_clusters
+    from quanta_core.paths import asset_path
+    from quanta_core.selection import select_tokens
+
+    cache = workdir / "cache"
+    losses = np.asarray(store.read_value(cache / MODEL / STEP / "pile_losses.npy"))
+    indices = select_tokens(losses, None, threshold_bits=args.threshold_bits, skip=1, num_tokens=args.tokens,
+                            filter_name="none")
+    weights = 1.0 / np.arange(1, args.clusters + 1)
+    labels = rank_clusters(np.random.default_rng(0).choice(args.clusters, len(indices), p=weights / weights.sum()))
+    corpus = CanonicalCorpus.load(cache / "corpus" / "pile_canonical")
+    store.write_value(asset_path(cache, "quanta_clusters", MODEL, STEP),
+                      {"labels": labels, "tokens": clusters_table(indices, labels, corpus, losses)})
+    [row] = end_to_end(args, workdir, STAGES[3:])
+    return row
+
+
 def prepare(source: Path, workdir: Path) -> None:
     for part in ("corpus", "hub"):
         target = workdir / "cache" / part
@@ -242,7 +267,7 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=400)
     parser.add_argument("--components", type=int, default=100)
     parser.add_argument("--n-init", type=int, default=10)
-    parser.add_argument("--only", choices=("compare", "end-to-end", "synthetic"))
+    parser.add_argument("--only", choices=("compare", "end-to-end", "synthetic", "report"))
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--figure", type=Path, help="write the rank-frequency SVG of both roads here")
     parser.add_argument("--child", choices=STAGES)
@@ -254,6 +279,9 @@ def main() -> None:
         print("synthetic (after the gradients):", json.dumps(synthetic(args)), flush=True)
         return None
     prepare(args.source_cache, args.workdir)
+    if args.only == "report":
+        print("report (drawn labels):", json.dumps(report_only(args, args.workdir)), flush=True)
+        return None
     print(f"settings: {json.dumps(settings(args))}; load {os.getloadavg()}", flush=True)
     losses = args.workdir / "cache" / MODEL / STEP / "pile_losses.npy"
     if args.only == "compare" and losses.exists() and len(np.load(losses, mmap_mode="r")) > 0:
