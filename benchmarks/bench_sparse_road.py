@@ -269,6 +269,7 @@ def main() -> None:
     parser.add_argument("--n-init", type=int, default=10)
     parser.add_argument("--only", choices=("compare", "end-to-end", "synthetic", "report"))
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--reuse-losses", action="store_true", help="keep the loss table of an earlier run")
     parser.add_argument("--figure", type=Path, help="write the rank-frequency SVG of both roads here")
     parser.add_argument("--child", choices=STAGES)
     parser.add_argument("--config")
@@ -284,7 +285,7 @@ def main() -> None:
         return None
     print(f"settings: {json.dumps(settings(args))}; load {os.getloadavg()}", flush=True)
     losses = args.workdir / "cache" / MODEL / STEP / "pile_losses.npy"
-    if args.only == "compare" and losses.exists() and len(np.load(losses, mmap_mode="r")) > 0:
+    if (args.only == "compare" or args.reuse_losses) and losses.exists():
         rows = []  # the loss table of an earlier run (its --documents)
     else:
         rows = end_to_end(args, args.workdir, STAGES[:1])  # the loss table over --documents documents
