@@ -86,6 +86,8 @@ class SimilaritySettings(SettingsResource):
     ``auto`` | ``float32`` | ``float16``. ``exclude_final_layer_norm``: False = the original's
     parameter set; True = the paper's text. ``gram_mode``: ``ieee`` (float32 products summed in
     float64) | ``3xtf32`` (CUDA tensor cores, split in three products; docs/similarity.md).
+    ``neighbors``: 0 = the dense ``[S, S]`` matrix; k > 0 = the sparse road: only each token's k
+    most similar other tokens are kept (``knn_indices.npy`` / ``knn_cosines.npy``, for large S).
     """
 
     execution_fields: ClassVar[frozenset[str]] = frozenset({"memory_budget_gib"})
@@ -101,6 +103,7 @@ class SimilaritySettings(SettingsResource):
     projection: str = "countsketch"
     seed: int = 0
     gram_mode: str = "ieee"
+    neighbors: int = 0
 
     def selection_for(self, model: str) -> dict:
         """``threshold_bits``, ``filter``, ``skip``, ``num_tokens`` for ``model`` (validated)."""
@@ -111,20 +114,52 @@ class SimilaritySettings(SettingsResource):
             raise ValueError(f"similarity_settings.filter must be one of {FILTERS}, got {chosen['filter']!r}")
         if self.method not in METHODS:
             raise ValueError(f"similarity_settings.method must be one of {METHODS}, got {self.method!r}")
+        if self.neighbors < 0 or (self.neighbors and self.method == "reference"):
+            raise ValueError(f"similarity_settings.neighbors must be 0 (dense matrix) or k > 0 with method exact "
+                             f"or projected, got {self.neighbors} with method {self.method!r}")
         return chosen
 
 
 class ClusterSettings(SettingsResource):
     """Settings of ``quanta_clusters`` (the original's ``clusters_from_similarity_matrix_v1.py``):
     ``num_clusters`` k (``None``: the family's preset, 400 for Pythia as the paper);
-    ``n_init`` k-means restarts; ``random_state`` of the embedding and k-means."""
+    ``n_init`` k-means restarts; ``random_state`` of the embedding and k-means.
 
+    Dense matrix (the exact road, scikit-learn's labels): ``eigen_solver`` ``arpack`` (scikit-learn's
+    call) | ``eigh`` (LAPACK, faster; docs/clustering.md). kNN files (the sparse road,
+    :mod:`quanta_core.knn_clustering`): ``knn_eigen_solver`` ``amg`` | ``lobpcg`` | ``arpack``,
+    ``kmeans`` ``full`` | ``minibatch``. ``n_components``: eigenvectors of the embedding (``None``:
+    k, as scikit-learn). Execution only: ``memory_budget_gib`` (either road fails before any work
+    when its memory estimate exceeds it; ``None``: 50 % of available RAM) and
+    ``compare_neighbors`` (k > 0 on the exact road: also cluster the top-k graph of the same matrix
+    by the sparse road and put its ARI / NMI against the exact labels into the metadata).
+    """
+
+    execution_fields: ClassVar[frozenset[str]] = frozenset({"memory_budget_gib", "compare_neighbors"})
     num_clusters: Optional[int] = None
     n_init: int = clustering.N_INIT
     random_state: int = clustering.RANDOM_STATE
+    eigen_solver: str = clustering.EIGEN_SOLVER
+    knn_eigen_solver: str = "amg"
+    n_components: Optional[int] = None
+    kmeans: str = "full"
+    memory_budget_gib: Optional[float] = None
+    compare_neighbors: int = 0
 
     def clusters_for(self, model: str) -> int:
         return int(self.num_clusters) if self.num_clusters is not None else preset_for(model).num_clusters
+
+    def check(self) -> None:
+        """``ValueError`` naming the setting that is not one of its choices."""
+        from quanta_core.knn_clustering import KMEANS_METHODS, KNN_EIGEN_SOLVERS
+        from quanta_core.spectral import EIGEN_SOLVERS
+
+        for name, choices in (("eigen_solver", EIGEN_SOLVERS), ("knn_eigen_solver", KNN_EIGEN_SOLVERS),
+                              ("kmeans", KMEANS_METHODS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"cluster_settings.{name} must be one of {choices}, got {getattr(self, name)!r}")
+        if self.n_components is not None and self.n_components < 1:
+            raise ValueError(f"cluster_settings.n_components must be ≥ 1 or None, got {self.n_components}")
 
 
 class ReportSettings(SettingsResource):

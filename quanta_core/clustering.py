@@ -117,16 +117,18 @@ class SpectralEmbedding:
     def num_components(self) -> int:
         return self.maps.shape[1]
 
-    def kmeans(self, num_clusters: int, n_init: int = N_INIT) -> np.ndarray:
-        """Ranked labels (int64 ``[S]``) from k-means on the first ``num_clusters`` columns."""
+    def kmeans(self, num_clusters: int, n_init: int = N_INIT, num_columns: int | None = None) -> np.ndarray:
+        """Ranked labels (int64 ``[S]``) from k-means on the first ``num_columns`` columns (default
+        ``num_clusters``; ``SpectralClustering(n_components=m)`` clusters on all m)."""
         from sklearn.cluster import k_means
 
         k = _check_k(num_clusters, self.maps.shape[0])
-        if k > self.num_components:
-            raise ValueError(f"embedding has {self.num_components} components, cannot cluster into {k}")
+        m = k if num_columns is None else int(num_columns)
+        if m > self.num_components:
+            raise ValueError(f"embedding has {self.num_components} components, cannot cluster on {m}")
         rng = np.random.RandomState()
         rng.set_state(self.rng_state)
-        _, labels, _ = k_means(self.maps[:, :k], k, random_state=rng, n_init=n_init)
+        _, labels, _ = k_means(self.maps[:, :m], k, random_state=rng, n_init=n_init)
         return rank_clusters(labels)
 
 

@@ -186,3 +186,24 @@ def check_knn(knn_indices: np.ndarray, knn_cosines: np.ndarray) -> tuple[np.ndar
     if not np.isfinite(cos).all():
         raise ValueError(f"knn_cosines has non-finite values, first in row {np.argwhere(~np.isfinite(cos))[0][0]}")
     return idx.astype(np.int64, copy=False), cos.astype(np.float32, copy=False)
+
+
+class KnnSink:
+    """A Gram block sink (``quanta_core.similarity.BlockSink``) that keeps each row's ``k`` most
+    similar other tokens instead of the ``[S, S]`` matrix: ``add(rows, cols, block)`` takes a
+    diagonal block (``rows`` equal to ``cols``) once and an off-diagonal one for both halves;
+    ``finish()`` returns ``(knn_indices int64 [S, k], knn_cosines float32 [S, k])``."""
+
+    def __init__(self, num_tokens: int, k: int):
+        self.top = TopK(num_tokens, k)
+
+    def add(self, rows: np.ndarray, cols: np.ndarray, block: Any) -> None:
+        self.top.add_pair(block, rows, cols)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.top.result()
+
+    @staticmethod
+    def bytes_needed(num_tokens: int, k: int) -> int:
+        """Bytes the sink holds: the running keys and counts, and the result (8 + 8 + 12 bytes per entry)."""
+        return int(num_tokens) * (int(k) * 20 + 8)

@@ -1,6 +1,4 @@
-"""``quanta_clusters`` (per checkpoint): spectral clustering of the similarity matrix."""
-
-import time
+"""``quanta_clusters`` (per checkpoint): spectral clustering of the similarity (dense matrix or kNN graph)."""
 
 import dagster as dg
 import numpy as np
@@ -9,7 +7,7 @@ import pandas as pd
 from quanta_assets.automation import follow_upstream
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
 from quanta_assets.settings import ClusterSettings
-from quanta_core import clustering
+from quanta_core import cluster_roads, clustering
 from quanta_core.canonical import CanonicalCorpus, index_to_doc_pos
 
 
@@ -34,19 +32,40 @@ def clusters_table(
     )
 
 
+def _settings(settings: ClusterSettings) -> dict:
+    settings.check()
+    budget = settings.memory_budget_gib
+    return {"eigen_solver": settings.eigen_solver, "knn_eigen_solver": settings.knn_eigen_solver,
+            "n_components": settings.n_components, "kmeans": settings.kmeans, "n_init": settings.n_init,
+            "random_state": settings.random_state, "compare_neighbors": settings.compare_neighbors,
+            "memory_budget_bytes": int(budget * (1 << 30)) if budget is not None else int(default_budget())}
+
+
+def default_budget() -> int:
+    """50 % of the available RAM, bytes (as the similarity's default on a CPU)."""
+    import torch
+
+    from quanta_core.similarity import default_memory_budget
+
+    return default_memory_budget(torch.device("cpu"))
+
+
 @dg.asset(
     partitions_def=checkpoint_partitions,
     group_name="quanta",
     code_version="1",
     automation_condition=follow_upstream(),
     description=(
-        "Candidate quanta: spectral clustering of the QDG similarity matrix (affinity "
-        "1 − arccos(C)/π; scikit-learn SpectralClustering, precomputed affinity, k-means labels, "
-        "n_init 30, random_state 0; k = 400 for Pythia). Cluster numbers are ranks: 0 is the largest, "
-        "ties by first appearance. Directory `<cache>/<model>/<step>/quanta_clusters/`: `labels.npy` "
-        "int64 [S] (cluster rank of each selected token, in quanta_similarity's order) and "
-        "`tokens.parquet` (one row per selected token: cluster, index = canonical index, document, "
-        "position, token_id of the target, loss in nats)."
+        "Candidate quanta: spectral clustering of the QDG similarity (affinity 1 − arccos(C)/π). From "
+        "`matrix.npy` (the exact road): scikit-learn SpectralClustering's labels (precomputed affinity, "
+        "k-means, n_init 30, random_state 0; k = 400 for Pythia; cluster_settings.eigen_solver arpack = "
+        "scikit-learn's call, eigh = LAPACK). From `knn_indices.npy` + `knn_cosines.npy` (the sparse road, "
+        "similarity_settings.neighbors > 0): the same affinity on the symmetrized kNN graph, scikit-learn's "
+        "spectral_embedding with knn_eigen_solver (amg | lobpcg | arpack) and k-means (full | minibatch). "
+        "Cluster numbers are ranks: 0 is the largest, ties by first appearance. Directory "
+        "`<cache>/<model>/<step>/quanta_clusters/`: `labels.npy` int64 [S] (cluster rank of each selected "
+        "token, in quanta_similarity's order) and `tokens.parquet` (one row per selected token: cluster, "
+        "index = canonical index, document, position, token_id of the target, loss in nats)."
     ),
 )
 def quanta_clusters(
@@ -58,19 +77,15 @@ def quanta_clusters(
 ) -> dict:
     model, step = model_and_step(context)
     indices = np.asarray(quanta_similarity["indices"], dtype=np.int64)
-    matrix = quanta_similarity["matrix"]
-    if matrix.shape != (len(indices), len(indices)):
-        raise ValueError(f"quanta_similarity of {model} {step}: matrix {matrix.shape} does not match "
-                         f"{len(indices)} indices")
     k = cluster_settings.clusters_for(model)
-    context.log.info(f"spectral clustering of {len(indices):,} tokens into {k} clusters "
+    road = "sparse (kNN graph)" if "knn_indices" in quanta_similarity else "exact (dense matrix)"
+    context.log.info(f"spectral clustering of {len(indices):,} tokens into {k} clusters, {road} road "
                      f"(n_init={cluster_settings.n_init}, random_state={cluster_settings.random_state})")
-    started = time.perf_counter()
-    embedding = clustering.spectral_embedding(np.asarray(matrix), k, cluster_settings.random_state)
-    embedded = time.perf_counter()
-    context.log.info(f"spectral embedding done in {embedded - started:.1f} s; k-means next")
-    labels = embedding.kmeans(k, cluster_settings.n_init)
-    seconds = time.perf_counter() - started
+    try:
+        labels, info = cluster_roads.cluster_similarity(quanta_similarity, k, **_settings(cluster_settings),
+                                                        progress=context.log.info)
+    except ValueError as error:
+        raise ValueError(f"quanta_similarity of {model} {step}: {error}") from error
     table = clusters_table(indices, labels, CanonicalCorpus.from_arrays(pile_canonical), np.asarray(pile_losses))
     sizes = clustering.cluster_sizes(labels)
     context.add_output_metadata(
@@ -79,8 +94,7 @@ def quanta_clusters(
             "num_clusters": k,
             "n_init": cluster_settings.n_init,
             "random_state": cluster_settings.random_state,
-            "clustering_seconds": round(seconds, 2),
-            "embedding_seconds": round(embedded - started, 2),
+            **{name: value for name, value in info.items() if name not in ("num_tokens", "num_clusters", "n_init")},
             "largest_clusters": dg.MetadataValue.json(sizes[:10].tolist()),
             "median_cluster_size": float(np.median(sizes)),
             "smallest_cluster_size": int(sizes[-1]),

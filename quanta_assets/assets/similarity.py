@@ -33,7 +33,10 @@ _AS_PATH = {"as_path": True}
         "parameters except the input embedding, the unembedding and the per-layer layer norms (the final "
         "layer norm is included, as in the original). Directory `<cache>/<model>/<step>/quanta_similarity/`: "
         "`indices.npy` int64 [S] canonical indices (ascending) and `matrix.npy` float32 [S, S], symmetric, "
-        "diagonal 1, rows/columns in the order of indices."
+        "diagonal 1, rows/columns in the order of indices. With `similarity_settings.neighbors` k > 0 (the "
+        "sparse road, for large S) no S × S array is made: `knn_indices.npy` int64 [S, k] (row i: positions "
+        "in indices of the k tokens most similar to token i, itself excluded, most similar first, ties by "
+        "lower position) and `knn_cosines.npy` float32 [S, k] (their cosines) replace `matrix.npy`."
     ),
 )
 def quanta_similarity(
@@ -59,7 +62,7 @@ def quanta_similarity(
         "selection": settings.selection_for(model),
         **{name: getattr(settings, name) for name in ("method", "memory_budget_gib", "resident_dtype",
                                                      "exclude_final_layer_norm", "projection_dim", "seed",
-                                                     "gram_mode", "projection")},
+                                                     "gram_mode", "projection", "neighbors")},
         "loader": loader_params(models),
     }
     return compute.run(context, "quanta_similarity", params, model)

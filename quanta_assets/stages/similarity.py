@@ -1,11 +1,13 @@
 """Stage ``quanta_similarity``: select the low-loss tokens and compute their QDG gradient cosine
 matrix; writes the directory ``<cache>/<model>/<step>/quanta_similarity/`` (``indices.npy``
-int64 ``[S]``, ``matrix.npy`` float32 ``[S, S]``).
+int64 ``[S]``, and ``matrix.npy`` float32 ``[S, S]`` — or, with ``neighbors`` k > 0, the sparse
+road's ``knn_indices.npy`` int64 ``[S, k]`` and ``knn_cosines.npy`` float32 ``[S, k]``).
 
 ``params``: ``cache_dir``, ``model``, ``step``, ``corpus``, ``losses``, ``filters`` (stored
 paths of ``pile_canonical``, ``pile_losses``, ``induction_filters``), ``output``, ``selection``
 (``threshold_bits``, ``filter``, ``skip``, ``num_tokens``), ``method``, ``memory_budget_gib``,
-``resident_dtype``, ``exclude_final_layer_norm``, ``projection_dim``, ``projection``, ``seed``, ``loader``.
+``resident_dtype``, ``exclude_final_layer_norm``, ``projection_dim``, ``projection``, ``seed``,
+``gram_mode``, ``neighbors``, ``loader``.
 """
 
 from __future__ import annotations
@@ -45,7 +47,32 @@ def _settings_metadata(params: dict) -> dict:
         "setting_seed": params["seed"] if projected else None,
         "setting_projection": params.get("projection", "countsketch") if projected else None,
         "setting_gram_mode": params.get("gram_mode", "ieee"),
+        "setting_neighbors": params.get("neighbors", 0),
     }
+
+
+def _progress(log):
+    """A ``progress`` callback logging gradient computations, then (sparse road) Gram tiles, with rate and ETA."""
+    logs = {"gradients": RateLog(log, None, "gradient computations"), "gram": RateLog(log, None, "Gram tiles")}
+
+    def progress(p) -> None:
+        rate = logs[p.stage]
+        rate.total = p.gradients_total
+        rate(p.gradients_done, f"block {p.block + 1}/{p.blocks}, {p.tokens_total:,} tokens")
+
+    return progress
+
+
+def _outputs(result, indices: np.ndarray) -> tuple[dict, dict]:
+    """(arrays to store, their summary metadata)."""
+    s = len(indices)
+    if result.neighbors:
+        cos = result.knn_cosines
+        return ({"indices": indices, "knn_indices": result.knn_indices, "knn_cosines": cos},
+                {"mean_neighbor_cosine": float(cos.mean()), "mean_kth_neighbor_cosine": float(cos[:, -1].mean())})
+    matrix = result.matrix.astype(np.float32)
+    return ({"indices": indices, "matrix": matrix},
+            {"mean_offdiagonal_cosine": float((matrix.sum() - np.trace(matrix)) / max(s * (s - 1), 1))})
 
 
 def run(params: dict, log) -> dict:
@@ -56,35 +83,31 @@ def run(params: dict, log) -> dict:
     log(f"{params['model']} {params['step']}: {len(indices):,} tokens selected of {candidates:,} (threshold "
         f"{chosen['threshold_bits']:g} bits, filter {chosen['filter']}, skip {chosen['skip']}); method "
         f"{params['method']} on {loaded.device} ({loaded.dtype})")
-    rate = RateLog(log, None, "gradient computations")
-
-    def progress(p) -> None:
-        rate.total = p.gradients_total
-        rate(p.gradients_done, f"block {p.block + 1}/{p.blocks}, {p.tokens_total:,} tokens")
-
     budget = params.get("memory_budget_gib")
     result = similarity_matrix(
         loaded.model, corpus, indices, method=params["method"],
         memory_budget_bytes=None if budget is None else int(budget * (1 << 30)),
         exclude_final_layer_norm=params["exclude_final_layer_norm"], resident_dtype=params["resident_dtype"],
-        projection_dim=params["projection_dim"], seed=params["seed"], progress=progress,
-        gram_mode=params.get("gram_mode", "ieee"), projection=params.get("projection", "countsketch"),
+        projection_dim=params["projection_dim"], seed=params["seed"], progress=_progress(log),
+        gram_mode=params.get("gram_mode", "ieee"), neighbors=params.get("neighbors", 0),
+        projection=params.get("projection", "countsketch"),
     )
     commit = loaded.checkpoint.commit
     loaded.release()
-    matrix = result.matrix.astype(np.float32)
-    written = store.write_value(params["output"], {"indices": indices.astype(np.int64), "matrix": matrix})
-    s = len(indices)
+    arrays, summary = _outputs(result, indices.astype(np.int64))
+    written = store.write_value(params["output"], arrays)
+    log(f"similarity of {len(indices):,} tokens done in {result.seconds:.1f} s, peak memory "
+        f"{result.peak_memory_bytes / (1 << 30):.2f} GiB; stored {', '.join(sorted(arrays))}")
     return {
         "path": path(written),
         "model": params["model"],
         "step": params["step"],
         "checkpoint_commit": commit,
         **_settings_metadata(params),
-        "tokens": s,
+        "tokens": len(indices),
         "candidate_tokens": candidates,
         **{k: v for k, v in result.metadata().items() if k not in ("method", "tokens")},
-        "mean_offdiagonal_cosine": float((matrix.sum() - np.trace(matrix)) / max(s * (s - 1), 1)),
+        **summary,
         "parameters": md(f"{result.num_parameters:,} elements in {len(result.parameter_names)} tensors: "
                          + ", ".join(f"`{n}`" for n in result.parameter_names)),
     }

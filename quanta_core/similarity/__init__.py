@@ -15,6 +15,12 @@ normalized gradients. :func:`similarity_matrix` is the entry point; its methods:
     ``S × projection_dim``.
 ``reference`` (:mod:`.reference`)
     The original ``scripts/similarity_matrix_v1.py`` loop, for tests and benchmarks.
+
+``neighbors = k > 0`` (the sparse road, ``exact`` or ``projected``): the Gram still streams by in
+blocks, but a :class:`quanta_core.knn.KnnSink` keeps only each token's k most similar other
+tokens (``knn_indices`` int64 ``[S, k]``, ``knn_cosines`` float32 ``[S, k]``); no ``[S, S]``
+array exists. ``projected`` then stores its rows in float16 (scaled) when float32 rows would take
+more than a quarter of the memory budget, and multiplies them tile by tile (:mod:`.tiles`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import numpy as np
 from torch import nn
 
 from ..canonical import CanonicalCorpus
+from ..knn import KnnSink
 from .exact import BlockSink, DenseMatrix, exact
 from .gradients import PerTokenGradients, Targets
 from .gram import PrecisionGuard, sync
@@ -33,16 +40,18 @@ from .memory import (
     PeakMemory,
     ReusedHeap,
     budget_for_resident,
+    check_fits,
     default_memory_budget,
     free_memory_bytes,
     plan_memory,
+    result_bytes,
 )
 from .parameters import final_layer_norm, last_layer_positionwise_modules, similarity_parameters
 from .projected import DEFAULT_PROJECTION_DIM, countsketch, projected
 from .reference import ORIGINAL_BLOCK_LEN, original_gradient_computations, reference
 from .results import MethodRun, Progress, ProgressCallback, SimilarityResult
 from .sketches import KINDS as PROJECTIONS
-from .sketches import Sketch, check_dim, check_fits, parse_kind
+from .sketches import Sketch, check_dim, parse_kind
 
 METHODS = ("exact", "projected", "reference")
 
@@ -86,23 +95,60 @@ def _checked(model, method: str, indices, exclude_final_layer_norm: bool):
     return indices, params
 
 
+def _projected_rows(num_tokens: int, dim: int, budget: int) -> str:
+    """float32 projected rows when they take at most a quarter of the budget, else float16 (scaled)."""
+    return "float32" if num_tokens * dim * 4 <= budget // 4 else "float16"
+
+
+def _check_memory(method: str, s: int, neighbors: int, projection_dim: int, budget: int, row_dtype: str) -> str:
+    """The projected row dtype (``auto`` resolved); ``MemoryError`` with the numbers when the result
+    cannot fit: the kNN road's parts the memory ``budget``; the dense matrix the host's available
+    memory (``exact``'s budget counts its gradient store alone, as before)."""
+    if row_dtype not in ("auto", "float32", "float16"):
+        raise ValueError(f"projected_dtype must be auto, float32 or float16, got {row_dtype!r}")
+    dim = projection_dim if method == "projected" else None
+    if row_dtype == "auto":
+        row_dtype = _projected_rows(s, projection_dim, budget) if neighbors else "float32"
+    parts = result_bytes(s, neighbors, dim, row_dtype)
+    if neighbors:
+        check_fits(parts, budget, f"{method} similarity of {s:,} tokens (k = {neighbors} neighbours)",
+                   "lower similarity_settings.neighbors or projection_dim, or raise memory_budget_gib")
+    else:
+        import torch
+
+        check_fits(parts, free_memory_bytes(torch.device("cpu")), f"{method} similarity of {s:,} tokens (dense)",
+                   "set similarity_settings.neighbors (the sparse road: k nearest tokens per token)",
+                   limit_name="the available memory")
+    return row_dtype
+
+
 def _run_method(method: str, model, corpus, indices, params, *, memory_budget_bytes, resident_dtype, projection_dim,
-                seed, max_batch, batch_tokens, block_len, progress, gram_mode, projection) -> MethodRun:
+                seed, max_batch, batch_tokens, block_len, progress, gram_mode, neighbors, projected_dtype,
+                projection) -> MethodRun:
     device = params[0][1].device
     targets = Targets.of(corpus, indices)  # also checks the indices (IndexError)
+    s = len(indices)
     if method == "reference":
+        if neighbors:
+            raise ValueError("neighbors > 0 (the kNN result) needs method 'exact' or 'projected', not 'reference'")
         return reference(model, corpus, indices, params, block_len=block_len, progress=progress)
+    if int(neighbors) != neighbors or not 0 <= neighbors < s:
+        raise ValueError(f"neighbors must be 0 (dense matrix) or an integer in 1…{s - 1} for {s:,} tokens, "
+                         f"got {neighbors!r}")
+    if method == "projected":
+        projection_dim = check_dim(projection_dim, parse_kind(projection))
+    budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget(device)
+    row_dtype = _check_memory(method, s, neighbors, projection_dim, budget, projected_dtype)
+    sink = KnnSink(s, neighbors) if neighbors else None
     if method == "exact":
         probe = time.perf_counter()
-        budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget(device)
         run = exact(model, corpus, targets, params, budget=budget, resident_dtype=resident_dtype,
-                    max_batch=max_batch, batch_tokens=batch_tokens, progress=progress, gram_mode=gram_mode)
+                    max_batch=max_batch, batch_tokens=batch_tokens, progress=progress, gram_mode=gram_mode, sink=sink)
         run.extra["probe_seconds"] = round(time.perf_counter() - probe - run.gradient_seconds - run.gram_seconds, 4)
         return run
-    dim = check_dim(projection_dim, parse_kind(projection))
-    check_fits(len(indices), dim, 8, free_memory_bytes(device), "projected rows (S × projection_dim, float64)")
-    run = projected(model, corpus, targets, params, dim=dim, seed=seed, max_batch=max_batch,
-                    batch_tokens=batch_tokens, progress=progress, projection=projection)
+    run = projected(model, corpus, targets, params, dim=projection_dim, seed=seed, max_batch=max_batch,
+                    batch_tokens=batch_tokens, progress=progress, sink=sink, row_dtype=row_dtype, gram_mode=gram_mode,
+                    projection=projection)
     run.extra["projection"] = projection
     return run
 
@@ -124,6 +170,8 @@ def similarity_matrix(
     progress: ProgressCallback | None = None,
     gram_mode: str = "ieee",
     projection: str = "countsketch",
+    neighbors: int = 0,
+    projected_dtype: str = "auto",
 ) -> SimilarityResult:
     """QDG cosine-similarity matrix of the per-token gradients of ``indices`` (canonical, int64 ``[S]``).
 
@@ -138,6 +186,11 @@ def similarity_matrix(
     ``gram_mode`` (exact): ``ieee`` (float32 products) | ``3xtf32`` (CUDA tensor cores, see
     :mod:`.gram`) | ``3xtf32-emulated``. ``projection`` (projected): ``countsketch`` | ``sjlt`` |
     ``sjlt-<s>`` (:mod:`.sketches`); ``projection_dim`` ≤ 2^18.
+    ``neighbors``: 0 = the dense ``matrix``; k > 0 = only each token's k most similar other tokens
+    (``knn_indices``, ``knn_cosines``; ``matrix`` is None). ``MemoryError`` before any gradient when
+    the result (dense matrix or kNN, projected rows) cannot fit the memory budget.
+    ``projected_dtype`` (projected with ``neighbors``): stored rows ``float32`` | ``float16``
+    (scaled) | ``auto`` (float16 when float32 rows would take over a quarter of the budget).
     """
     indices, params = _checked(model, method, indices, exclude_final_layer_norm)
     device = params[0][1].device
@@ -152,12 +205,16 @@ def similarity_matrix(
                               resident_dtype=resident_dtype, projection_dim=projection_dim, seed=seed,
                               max_batch=max_batch or (32 if cuda else 8),
                               batch_tokens=batch_tokens or (16384 if cuda else 4096), block_len=block_len,
-                              progress=progress, gram_mode=gram_mode, projection=projection)
+                              progress=progress, gram_mode=gram_mode, neighbors=neighbors,
+                              projected_dtype=projected_dtype, projection=projection)
         sync(device)
     finally:
         model.train(was_training)
+    knn = run.matrix if neighbors else None
     return SimilarityResult(
-        matrix=run.matrix.astype(np.float32),
+        matrix=None if neighbors else run.matrix.astype(np.float32),
+        knn_indices=None if knn is None else knn[0],
+        knn_cosines=None if knn is None else knn[1],
         indices=indices,
         method=method,
         seconds=time.perf_counter() - started,

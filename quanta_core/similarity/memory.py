@@ -159,3 +159,43 @@ class ReusedHeap:
             self.libc.mallopt(self._M_MMAP_MAX, 65536)  # glibc's default
             self.libc.mallopt(self._M_TRIM_THRESHOLD, 128 * 1024)
             self.libc.malloc_trim(0)
+
+
+GIB = 1 << 30
+
+
+def result_bytes(num_tokens: int, neighbors: int, dim: int | None = None, row_dtype: str = "float32",
+                 tile: int = 2048) -> dict[str, int]:
+    """Memory (bytes) of what a similarity run keeps besides ``exact``'s gradient plan, by part:
+    ``neighbors == 0``: the dense matrix (float64 ``[S, S]`` while built, float32 copy returned);
+    ``neighbors > 0``: the kNN sink (:class:`quanta_core.knn.KnnSink`); ``dim`` (``projected``):
+    the stored projected rows (float64 ``[S, dim]`` for the dense matrix) and (kNN) one Gram tile."""
+    from ..knn import KnnSink
+    from .tiles import StoredRows, tile_bytes
+
+    s = int(num_tokens)
+    if neighbors:
+        parts = {"knn": KnnSink.bytes_needed(s, neighbors)}
+        if dim:
+            parts["projected_rows"] = StoredRows.bytes_needed(s, dim, row_dtype)
+            parts["gram_tile"] = tile_bytes(min(tile, s), dim)
+    else:
+        parts = {"dense_matrix": s * s * 12}
+        if dim:
+            parts["projected_rows"] = s * int(dim) * 8
+    return parts
+
+
+def check_fits(parts: dict[str, int], budget_bytes: int, what: str, hint: str,
+               limit_name: str = "the memory budget") -> None:
+    """``MemoryError`` naming the parts, their sum and the limit when they exceed ``budget_bytes``."""
+    need = sum(parts.values())
+    if need > budget_bytes:
+        detail = ", ".join(f"{k.replace('_', ' ')} {format_bytes(v)}" for k, v in parts.items())
+        raise MemoryError(f"{what} needs {format_bytes(need)} ({detail}), over {limit_name} of "
+                          f"{format_bytes(budget_bytes)}; {hint}")
+
+
+def format_bytes(n: int) -> str:
+    """``"1.25 GiB"``, or MiB below 0.1 GiB."""
+    return f"{n / GIB:.2f} GiB" if n >= GIB // 10 else f"{n / (1 << 20):.2f} MiB"

@@ -14,6 +14,7 @@ from .gradients import PerTokenGradients, Targets, collate
 from .gram import sync
 from .results import MethodRun, ProgressCallback, Reporter
 from .sketches import Sketch, countsketch, sketch
+from .tiles import StoredRows, gram_into_sink
 
 __all__ = ["DEFAULT_PROJECTION_DIM", "Sketch", "countsketch", "projected", "sketch"]
 
@@ -21,14 +22,21 @@ DEFAULT_PROJECTION_DIM = 8192
 
 
 def projected(model, corpus: CanonicalCorpus, targets: Targets, params, *, dim: int, seed: int, max_batch: int,
-              batch_tokens: int, progress: ProgressCallback | None = None,
-              projection: str = "countsketch") -> MethodRun:
-    """Run ``projected`` (see the module docstring); ``projection``: a :mod:`.sketches` kind."""
+              batch_tokens: int, progress: ProgressCallback | None = None, sink=None, row_dtype: str = "float32",
+              gram_mode: str = "ieee", projection: str = "countsketch") -> MethodRun:
+    """Run ``projected`` (see the module docstring). Without ``sink``: the dense matrix from
+    float64 normalized rows. With a ``sink`` (:class:`.exact.BlockSink`): the rows are stored in
+    ``row_dtype`` (``float32`` | ``float16`` scaled, :class:`.tiles.StoredRows`) and their Gram goes
+    to the sink tile by tile (:func:`.tiles.gram_into_sink`); ``MethodRun.matrix`` is ``sink.finish()``.
+    ``projection``: a :mod:`.sketches` kind."""
     engine = PerTokenGradients(model, params)
     device, p, s = engine.device, engine.num_parameters, len(targets.positions)
     projector = Sketch(p, dim, seed, device, projection)
     buf = torch.empty(min(max_batch, s), p, dtype=torch.float32, device=device)
-    proj = torch.zeros(s, dim, dtype=torch.float64, device=device)
+    if sink is None:
+        proj = torch.zeros(s, dim, dtype=torch.float64, device=device)
+    else:
+        stored = StoredRows(s, dim, row_dtype, device)
     reporter = Reporter(progress, s, s, 1)
     t_grad = 0.0
     for batch in targets.batches(targets.longest_first(), buf.shape[0], batch_tokens):
@@ -36,15 +44,28 @@ def projected(model, corpus: CanonicalCorpus, targets: Targets, params, *, dim: 
         t0 = time.perf_counter()
         ids, lens, tgt = collate(corpus, targets, batch, device)
         engine.compute(ids, lens, tgt, buf[:n])
-        proj[torch.from_numpy(batch).to(device)] = projector.apply(buf[:n])
+        rows = torch.from_numpy(batch).to(device)
+        if sink is None:
+            proj[rows] = projector.apply(buf[:n])
+        else:
+            stored.put(rows, projector.apply(buf[:n]).float())
         sync(device)
         t_grad += time.perf_counter() - t0
         reporter.add(n)
     t0 = time.perf_counter()
-    norms = proj.norm(dim=1)
-    zero = int((norms == 0).sum())
-    proj /= norms.clamp_min(1e-12)[:, None]
-    matrix = proj @ proj.T
-    matrix = ((matrix + matrix.T) / 2).cpu().numpy()
+    extra = {}
+    if sink is not None:
+        del buf
+        tiles = Reporter(progress, 0, s, 1, stage="gram")
+        zero = gram_into_sink(stored, sink, mode=gram_mode, progress=tiles.tiles)
+        matrix = sink.finish()
+        extra.update(row_dtype=row_dtype, gram_mode=gram_mode)
+    else:
+        norms = proj.norm(dim=1)
+        zero = int((norms == 0).sum())
+        proj /= norms.clamp_min(1e-12)[:, None]
+        matrix = proj @ proj.T
+        matrix = ((matrix + matrix.T) / 2).cpu().numpy()
     return MethodRun(matrix, s, gradient_seconds=t_grad, gram_seconds=time.perf_counter() - t0, zero_gradients=zero,
-                     batch_size=buf.shape[0], projection_dim=dim, seed=seed)
+                     batch_size=buf.shape[0] if sink is None else min(max_batch, s), projection_dim=dim, seed=seed,
+                     extra=extra)

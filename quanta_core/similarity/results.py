@@ -21,6 +21,7 @@ class Progress:
     block: int  # resident block being processed (0-based); 0 for projected/reference
     blocks: int
     seconds: float
+    stage: str = "gradients"  # or "gram": then the *_done/_total fields count Gram tiles (sparse road)
 
     @property
     def rate(self) -> float:
@@ -38,21 +39,28 @@ ProgressCallback = Callable[[Progress], None]
 class Reporter:
     """Counts gradient computations and sends :class:`Progress` to an optional callback."""
 
-    def __init__(self, callback: ProgressCallback | None, total: int, tokens: int, blocks: int):
-        self.callback, self.total, self.tokens, self.blocks = callback, total, tokens, blocks
+    def __init__(self, callback: ProgressCallback | None, total: int, tokens: int, blocks: int,
+                 stage: str = "gradients"):
+        self.callback, self.total, self.tokens, self.blocks, self.stage = callback, total, tokens, blocks, stage
         self.done, self.started = 0, time.perf_counter()
 
     def add(self, n: int, block: int = 0) -> None:
         self.done += n
         if self.callback is not None:
             elapsed = time.perf_counter() - self.started
-            self.callback(Progress(self.done, self.total, self.tokens, block, self.blocks, elapsed))
+            self.callback(Progress(self.done, self.total, self.tokens, block, self.blocks, elapsed, self.stage))
+
+    def tiles(self, done: int, total: int) -> None:
+        """Progress of a tiled Gram: ``done`` of ``total`` tiles."""
+        self.total = total
+        self.add(done - self.done)
 
 
 @dataclass
 class MethodRun:
-    """What one method returns: ``matrix`` (float64 or float32 ``[S, S]``, order of the indices)
-    and its counts and timings (seconds); the fields a method does not use stay ``None``/0."""
+    """What one method returns: ``matrix`` (float64 or float32 ``[S, S]``, order of the indices;
+    with a sink, whatever its ``finish()`` returned) and its counts and timings (seconds); the
+    fields a method does not use stay ``None``/0."""
 
     matrix: np.ndarray
     gradient_computations: int
@@ -76,9 +84,11 @@ class MethodRun:
 @dataclass
 class SimilarityResult:
     """``matrix``: float32 ``[S, S]`` cosine similarities in the order of ``indices`` (int64 ``[S]``
-    canonical indices); symmetric, diagonal 1 (0 for a token whose gradient is exactly zero)."""
+    canonical indices); symmetric, diagonal 1 (0 for a token whose gradient is exactly zero).
+    The sparse road (``neighbors`` k > 0) has ``matrix`` None and instead ``knn_indices`` int64
+    ``[S, k]`` / ``knn_cosines`` float32 ``[S, k]`` (:mod:`quanta_core.knn`'s format)."""
 
-    matrix: np.ndarray
+    matrix: np.ndarray | None
     indices: np.ndarray
     method: str
     gradient_computations: int
@@ -99,6 +109,13 @@ class SimilarityResult:
     gradient_seconds: float = 0.0
     gram_seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    knn_indices: np.ndarray | None = None
+    knn_cosines: np.ndarray | None = None
+
+    @property
+    def neighbors(self) -> int:
+        """k of the kNN result; 0 for the dense matrix."""
+        return 0 if self.knn_indices is None else int(self.knn_indices.shape[1])
 
     @property
     def gradient_computations_per_token(self) -> float:
@@ -109,6 +126,7 @@ class SimilarityResult:
         return {
             "method": self.method,
             "tokens": len(self.indices),
+            "neighbors": self.neighbors,
             "gradient_computations": int(self.gradient_computations),
             "gradient_computations_per_token": round(self.gradient_computations_per_token, 3),
             "seconds": round(self.seconds, 3),

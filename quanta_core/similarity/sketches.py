@@ -51,14 +51,6 @@ def check_dim(dim: int, nonzeros: int = 1) -> int:
     return int(dim)
 
 
-def check_fits(rows: int, dim: int, bytes_per_value: int, free_bytes: int, what: str) -> None:
-    """A MemoryError naming ``what`` if ``rows × dim × bytes_per_value`` exceeds ``free_bytes``."""
-    need = rows * dim * bytes_per_value
-    if need > free_bytes:
-        raise MemoryError(f"{what}: {rows:,} × {dim:,} × {bytes_per_value} bytes = {need / 2**30:.2f} GiB, but only "
-                          f"{free_bytes / 2**30:.2f} GiB are free; lower projection_dim or the number of tokens")
-
-
 def countsketch(num_parameters: int, dim: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The seeded sparse projection: bucket (int64 ``[P]``, in [0, dim)) and sign (float32 ``[P]``,
     ±1) of every coordinate, generated on the CPU in blocks of 2^20 so it is device-independent."""
@@ -100,10 +92,11 @@ class Sketch:
         self.kind, self.nonzeros = kind, parse_kind(kind)
         self.dim, self.num_parameters, self.seed = check_dim(dim, self.nonzeros), int(num_parameters), int(seed)
         if self.nonzeros > 1:  # the tables must fit next to the gradients
-            from .memory import free_memory_bytes
+            from .memory import check_fits, free_memory_bytes
 
-            check_fits(self.nonzeros, self.num_parameters, 12, free_memory_bytes(torch.device(device)),
-                       f"the {kind} tables (nonzeros × parameters × 12 bytes)")
+            check_fits({"projection_tables": self.nonzeros * self.num_parameters * 12},
+                       free_memory_bytes(torch.device(device)), f"the {kind} projection",
+                       "use fewer nonzeros (sjlt-<s>) or countsketch", limit_name="the free memory")
         gen = torch.Generator().manual_seed(self.seed)
         self.tables = _tables(self.num_parameters, self.dim, self.nonzeros, gen, device)
 

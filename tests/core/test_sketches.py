@@ -9,8 +9,9 @@ import torch
 
 from quanta_core.canonical import CanonicalCorpus
 from quanta_core.similarity import similarity_matrix
+from quanta_core.similarity.memory import check_fits, result_bytes
 from quanta_core.similarity.projected import countsketch as reexported
-from quanta_core.similarity.sketches import MAX_DIM, Sketch, check_fits, countsketch, parse_kind, sketch
+from quanta_core.similarity.sketches import MAX_DIM, Sketch, countsketch, parse_kind, sketch
 
 from helpers import make_tiny_gptneox
 
@@ -143,8 +144,9 @@ def test_largest_dim_and_clear_errors():
             parse_kind(kind)
     with pytest.raises(ValueError, match="rows of 1000 coordinates"):
         Sketch(1000, 64, 0, "cpu").apply(torch.ones(2, 999))
-    with pytest.raises(MemoryError, match=r"100,000 × 262,144 × 8 bytes = 195.31 GiB"):
-        check_fits(100_000, MAX_DIM, 8, 16 << 30, "projected rows")
+    # what similarity_matrix checks before any gradient: 100,000 rows × 2^18 float64 = 195.31 GiB
+    with pytest.raises(MemoryError, match=r"projected rows 195.31 GiB"):
+        check_fits(result_bytes(100_000, 0, MAX_DIM), 16 << 30, "projected similarity", "lower projection_dim")
 
 
 def test_similarity_matrix_projection_setting():
