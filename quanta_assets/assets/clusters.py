@@ -7,7 +7,7 @@ import pandas as pd
 from quanta_assets.automation import follow_upstream
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
 from quanta_assets.settings import ClusterSettings
-from quanta_core import cluster_roads, clustering
+from quanta_core import cluster_roads, clustering, paper
 from quanta_core.canonical import CanonicalCorpus, index_to_doc_pos
 
 
@@ -65,7 +65,9 @@ def default_budget() -> int:
         "Cluster numbers are ranks: 0 is the largest, ties by first appearance. Directory "
         "`<cache>/<model>/<step>/quanta_clusters/`: `labels.npy` int64 [S] (cluster rank of each selected "
         "token, in quanta_similarity's order) and `tokens.parquet` (one row per selected token: cluster, "
-        "index = canonical index, document, position, token_id of the target, loss in nats)."
+        "index = canonical index, document, position, token_id of the target, loss in nats). On the "
+        "partition the paper clustered (pythia-70m-v0|step143000, 10,000 tokens), the metadata adds the ARI "
+        "and NMI against the paper's published labels for the same k (paper_adjusted_rand, paper_nmi)."
     ),
 )
 def quanta_clusters(
@@ -99,6 +101,17 @@ def quanta_clusters(
             "median_cluster_size": float(np.median(sizes)),
             "smallest_cluster_size": int(sizes[-1]),
             "singleton_clusters": int((sizes == 1).sum()),
+            **_paper_agreement(model, step, labels, k),
         }
     )
     return {"labels": labels, "tokens": table}
+
+
+def _paper_agreement(model: str, step: str, labels: np.ndarray, k: int) -> dict:
+    """ARI / NMI against the paper's published clusters, for the partition the paper clustered
+    (pythia-70m-v0, step143000, 10,000 tokens, a k it used; compared position by position, so it
+    means something with the default selection, which is the paper's)."""
+    if not paper.paper_comparable(model, step, len(labels), k):
+        return {}
+    agreement = paper.compare_with_paper(labels, k)
+    return {"paper_adjusted_rand": round(agreement["adjusted_rand"], 4), "paper_nmi": round(agreement["nmi"], 4)}
