@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from quanta_core.host_memory import process_peak_bytes
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -52,11 +54,6 @@ def settings(args) -> dict:
         "cluster_settings": {"num_clusters": args.clusters, "n_components": args.components, "n_init": args.n_init,
                              "knn_eigen_solver": "amg", "kmeans": "full"},
     }
-
-
-def peak_rss() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
 def run_stage(stage: str, config: dict) -> None:
@@ -78,7 +75,8 @@ def run_stage(stage: str, config: dict) -> None:
     meta = {k: v.value for k, v in result.asset_materializations_for_node(stage)[0].metadata.items()
             if isinstance(v.value, (int, float, str))}
     print("RESULT " + json.dumps({"stage": stage, "seconds": round(time.perf_counter() - started, 1),
-                                  "peak_rss_gib": round(peak_rss() / 2**30, 2), "metadata": meta}), flush=True)
+                                  "peak_rss_gib": round(process_peak_bytes() / 2**30, 2),
+                                  "metadata": meta}), flush=True)
 
 
 def end_to_end(args, workdir: Path, stages=STAGES) -> list[dict]:
@@ -216,7 +214,7 @@ def synthetic(args) -> dict:
     return {"tokens": s, "projection_dim": d, "neighbors": args.neighbors,
             "gram_and_topk_seconds": round(gram_seconds, 1),
             "clustering_seconds": info["clustering_seconds"], "embedding_seconds": info["embedding_seconds"],
-            "kmeans_seconds": info["kmeans_seconds"], "peak_rss_gib": round(peak_rss() / 2**30, 2),
+            "kmeans_seconds": info["kmeans_seconds"], "peak_rss_gib": round(process_peak_bytes() / 2**30, 2),
             "ari_vs_planted": round(compare_labelings(labels, truth.numpy())["adjusted_rand"], 3)}
 
 

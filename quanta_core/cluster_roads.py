@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from quanta_core import clustering, knn_clustering
+from quanta_core.host_memory import process_peak_bytes
 from quanta_core.knn import knn_from_dense
 
 GIB = 1 << 30
@@ -26,18 +27,6 @@ def dense_bytes(num_tokens: int) -> int:
     """Peak of the exact road, bytes: the float64 affinity (Laplacian built in place) and the
     float32 matrix it comes from (12·S²), ARPACK's LU or eigh's workspace on top (another 8·S²)."""
     return 20 * int(num_tokens) ** 2
-
-
-def process_peak_bytes() -> int | None:
-    """The process's peak resident memory (VmHWM of /proc/self/status), bytes; None where unknown."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def _dense(matrix: np.ndarray, k: int, m: int, *, eigen_solver: str, n_init: int, random_state: int,

@@ -8,19 +8,15 @@ from dataclasses import dataclass
 
 import torch
 
+from ..host_memory import available_bytes, process_peak_bytes
+
 
 def free_memory_bytes(device: torch.device) -> int:
     """Free memory on ``device``: ``torch.cuda.mem_get_info`` or ``MemAvailable`` of /proc/meminfo."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 << 30
+    available = available_bytes()
+    return 8 << 30 if available is None else available
 
 
 def default_memory_budget(device: torch.device) -> int:
@@ -48,13 +44,9 @@ class PeakMemory:
         """Bytes."""
         if self.device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self.device))
-        try:
-            with open("/proc/self/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
+        peak = process_peak_bytes()
+        if peak is not None:
+            return peak
         import resource
 
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
