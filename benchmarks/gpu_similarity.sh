@@ -15,19 +15,8 @@
 # they are installed from it (pip --no-index).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-$PWD/gpu-out}"
-mkdir -p "$OUT"
-PY="${PYTHON:-python3}"
-if ! "$PY" -c "import torch, transformers, pandas; assert torch.cuda.is_available()" 2>/dev/null; then
-  if [ -d wheels ]; then
-    "$PY" -m pip install --quiet --no-index --find-links wheels torch transformers pandas numpy safetensors
-  else
-    echo "torch (CUDA), transformers and pandas are needed; carry a ./wheels folder" >&2
-    exit 2
-  fi
-fi
-export PYTHONPATH="$PWD" HF_HUB_OFFLINE=1
-nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv | tee "$OUT/gpu.txt"
+GPU_PACKAGES="transformers pandas"
+source benchmarks/gpu_env.sh
 
 timeout 150 "$PY" benchmarks/bench_similarity.py --device cuda --gram-check 512 2>&1 | tee "$OUT/gram_check.txt"
 

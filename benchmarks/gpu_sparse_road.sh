@@ -10,19 +10,8 @@
 # Needs torch with CUDA and transformers; a carried ./wheels folder is installed from if they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-$PWD/gpu-out}"
-mkdir -p "$OUT"
-PY="${PYTHON:-python3}"
-if ! "$PY" -c "import torch, transformers, pandas, sklearn; assert torch.cuda.is_available()" 2>/dev/null; then
-  if [ -d wheels ]; then
-    "$PY" -m pip install --quiet --no-index --find-links wheels torch transformers pandas numpy safetensors scikit-learn
-  else
-    echo "torch (CUDA), transformers, pandas and scikit-learn are needed; carry a ./wheels folder" >&2
-    exit 2
-  fi
-fi
-export PYTHONPATH="$PWD" HF_HUB_OFFLINE=1
-nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv | tee "$OUT/gpu.txt"
+GPU_PACKAGES="transformers pandas scikit-learn"
+source benchmarks/gpu_env.sh
 timeout 120 "$PY" benchmarks/bench_projected_knn.py --device cuda --tokens 2000 2>&1 | tee "$OUT/knn_2000.txt"
 timeout 400 "$PY" benchmarks/bench_projected_knn.py --device cuda --tokens 100000 2>&1 | tee "$OUT/knn_100000.txt" \
   || echo "S = 100,000 stopped (time box 400 s): extrapolate from the progress lines" | tee -a "$OUT/knn_100000.txt"
