@@ -3,16 +3,14 @@ streams by equals the top-k of the dense matrix of the same run (exact: streamed
 float32 and scaled float16 rows, tiles), and settings that cannot fit fail before any gradient."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from quanta_core.canonical import CanonicalCorpus
 from quanta_core.knn import check_knn, knn_from_dense
 from quanta_core.similarity import budget_for_resident, similarity_matrix, similarity_parameters
 from quanta_core.similarity.tiles import StoredRows, gram_into_sink
 
-from helpers import make_tiny_gptneox
+from helpers import corpus_from_lengths, make_tiny_gptneox
 
 LENGTHS = [300, 120, 2, 90, 64]
 
@@ -25,10 +23,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def corpus():
-    rng = np.random.default_rng(1)
-    ids = np.concatenate([rng.integers(0, 512, n) for n in LENGTHS]).astype(np.uint16)
-    offsets = np.concatenate([[0], np.cumsum(LENGTHS)]).astype(np.int64)
-    return CanonicalCorpus(ids, offsets, pd.DataFrame({"num_tokens": LENGTHS}))
+    return corpus_from_lengths(LENGTHS, vocab=512, seed=1)
 
 
 @pytest.fixture(scope="module")
