@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
 from torch import nn
 
 from ..canonical import CanonicalCorpus
@@ -114,8 +115,6 @@ def _check_memory(method: str, s: int, neighbors: int, projection_dim: int, budg
         check_fits(parts, budget, f"{method} similarity of {s:,} tokens (k = {neighbors} neighbours)",
                    "lower similarity_settings.neighbors or projection_dim, or raise memory_budget_gib")
     else:
-        import torch
-
         check_fits(parts, free_memory_bytes(torch.device("cpu")), f"{method} similarity of {s:,} tokens (dense)",
                    "set similarity_settings.neighbors (the sparse road: k nearest tokens per token)",
                    limit_name="the available memory")
