@@ -46,7 +46,7 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: install
-	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in benchmarks/bench_*.py; do echo "== $$b"; PYTHONPATH=tests $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -30,17 +30,14 @@ import argparse
 import json
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[1]))
-
-from quanta_core import clustering, knn
-from quanta_core import knn_clustering as kc
+from quanta_core.clustering import sparse as kc
+from quanta_core.clustering import spectral as clustering
+from quanta_core.similarity import knn
 
 from synthetic_quanta import planted_similarity, zipf_sizes
 

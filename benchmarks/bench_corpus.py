@@ -14,10 +14,10 @@ import time
 from itertools import cycle, islice
 from pathlib import Path
 
-from quanta_core.canonical import build_canonical
-from quanta_core.corpus import read_pile, write_pile
-from quanta_core.minipile import minipile_documents
-from quanta_core.tokenizer import MAX_TOKENS, load_tokenizer
+from quanta_core.corpus.canonical import build_canonical
+from quanta_core.corpus.minipile import minipile_documents
+from quanta_core.corpus.pile import read_pile, write_pile
+from quanta_core.corpus.tokenizer import MAX_TOKENS, load_tokenizer
 
 
 def peak_rss_mib() -> float:

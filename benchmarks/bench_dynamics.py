@@ -1,4 +1,4 @@
-"""Benchmark: ``quanta_core.dynamics.cluster_loss_curves`` against a naive per-step computation.
+"""Benchmark: ``quanta_core.learning.dynamics.cluster_loss_curves`` against a naive per-step computation.
 
 There is no original for this stage. The naive baseline is what a notebook would do: load each
 step's whole loss table into memory (``np.load`` without ``mmap_mode``), then, cluster by cluster,
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quanta_core.dynamics import cluster_loss_curves
+from quanta_core.learning.dynamics import cluster_loss_curves
 
 PYTHIA_STEPS = 154
 

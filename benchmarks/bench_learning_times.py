@@ -1,4 +1,4 @@
-"""Benchmark: the vectorized per-token sigmoid fit (``quanta_core.learning_times.fit_learning_times``)
+"""Benchmark: the vectorized per-token sigmoid fit (``quanta_core.learning.times.fit_learning_times``)
 against a naive per-token ``scipy.optimize.curve_fit`` loop on the same data.
 
 Data: synthetic loss tables at Pythia's 154 checkpoints (``--steps`` fewer: evenly thinned), one
@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 
-from quanta_core.learning_fit import FitSettings, bounds_for
-from quanta_core.learning_times import CHUNK_TOKENS, WORKING_ARRAYS, fit_learning_times, step_positions
+from quanta_core.learning.fit import FitSettings, bounds_for
+from quanta_core.learning.times import CHUNK_TOKENS, WORKING_ARRAYS, fit_learning_times, step_positions
 from quanta_core.steps import PYTHIA_STEPS
 
 PYTHIA_TOKENS = 10_600_000

@@ -1,4 +1,4 @@
-"""Benchmark: ``quanta_core.losses.token_losses`` against the original's per-document loop.
+"""Benchmark: ``quanta_core.models.losses.token_losses`` against the original's per-document loop.
 
 The original (``scripts/evaluate_pile_losses.py``) ran, for each document on its own, a full
 forward pass with autograd on (``model(**tokens).logits``, the whole ``[1, n, vocab]`` float32
@@ -28,8 +28,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from quanta_core.canonical import CanonicalCorpus
-from quanta_core.losses import default_batching, token_losses
+from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.models.losses import default_batching, token_losses
 
 RUN_DOCUMENTS = 20_000  # the original's run
 
@@ -96,8 +96,8 @@ def main() -> None:
     parser.add_argument("--original-documents", type=int, default=None,
                         help="documents for the original loop (default: same as --documents)")
     parser.add_argument("--dtype", default="float32", help="platform dtype (the original ran float32)")
-    parser.add_argument("--batch-tokens", type=int, default=None, help="default: by device (quanta_core.losses)")
-    parser.add_argument("--logits-chunk", type=int, default=None, help="default: by device (quanta_core.losses)")
+    parser.add_argument("--batch-tokens", type=int, default=None, help="default: by device (quanta_core.models.losses)")
+    parser.add_argument("--logits-chunk", type=int, default=None, help="default: by device (quanta_core.models.losses)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
     if args.threads:

@@ -10,17 +10,14 @@ peak memory. The goal on an H200: S = 100,000 in ≤ 3 minutes.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_similarity import progress_printer, pythia_70m_shape, synthetic_corpus  # noqa: E402
-
 from quanta_core.similarity import similarity_matrix  # noqa: E402
+
+from bench_similarity import progress_printer, pythia_70m_shape, synthetic_corpus  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

@@ -25,20 +25,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench_similarity import pythia_70m_shape, synthetic_corpus
-
 from quanta_core.similarity import budget_for_resident, similarity_matrix, similarity_parameters
 from quanta_core.similarity.gradients import PerTokenGradients, Targets, collate
 from quanta_core.similarity.gram import PrecisionGuard, sync
 from quanta_core.similarity.sketches import MAX_DIM, Sketch, parse_kind
+
+from bench_similarity import pythia_70m_shape, synthetic_corpus
 
 
 def fold(y: torch.Tensor, nonzeros: int, k: int) -> torch.Tensor:
@@ -122,8 +119,8 @@ def pythia_case(args):
 
 def demo_case(args):
     """The trained quanta-demo model of a ``make demo`` cache, its corpus, the first S selected tokens."""
-    from quanta_core.canonical import CanonicalCorpus
-    from quanta_core.checkpoints import load_checkpoint
+    from quanta_core.corpus.canonical import CanonicalCorpus
+    from quanta_core.models.checkpoints import load_checkpoint
 
     root = os.path.abspath(args.demo_cache)
     model = load_checkpoint("quanta-demo", args.demo_step, hub_cache_dir=os.path.join(root, "hub"),

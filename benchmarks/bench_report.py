@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,14 +35,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[1]))
-
-from quanta_core.canonical import CanonicalCorpus, predictable_lengths  # noqa: E402
-from quanta_core.report import MAX_PAGE_BYTES, report_page  # noqa: E402
-from quanta_core.report_table import samples_table  # noqa: E402
-from quanta_core.token_bytes import token_bytes_table  # noqa: E402
-from quanta_core.tokenizer import load_tokenizer  # noqa: E402
+from quanta_core.corpus.canonical import CanonicalCorpus, predictable_lengths  # noqa: E402
+from quanta_core.corpus.tokenizer import load_tokenizer  # noqa: E402
+from quanta_core.report.page import MAX_PAGE_BYTES, report_page  # noqa: E402
+from quanta_core.report.table import samples_table  # noqa: E402
+from quanta_core.report.token_text import token_bytes_table  # noqa: E402
 
 from synthetic_quanta import zipf_sizes  # noqa: E402
 

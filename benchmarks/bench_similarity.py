@@ -18,8 +18,6 @@ tokens with the original's count of gradient computations (``--full-reference`` 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from types import SimpleNamespace
 
@@ -27,9 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from quanta_core.canonical import CanonicalCorpus
+from quanta_core.corpus.canonical import CanonicalCorpus
 from quanta_core.similarity import (
     ORIGINAL_BLOCK_LEN,
     budget_for_resident,
@@ -124,7 +120,7 @@ def _timed(f) -> float:
 def truth_errors() -> dict:
     """Max |Δcos| against the float64 truth on a small GPT-NeoX overfit to losses ~1e-3 nats
     (16 tokens under 0.01 nats): exact, the original (reference), projected (vs its own sketched truth)."""
-    from quanta_core.similarity.truth import float64_truth, low_loss_gptneox
+    from support.truth import float64_truth, low_loss_gptneox
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

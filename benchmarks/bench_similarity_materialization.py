@@ -40,8 +40,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 MODEL, STEP, REPO = "pythia-70m", "step143000", "EleutherAI/pythia-70m"
 PARTITION = f"{MODEL}|{STEP}"
@@ -53,9 +51,9 @@ def paths(workdir: Path) -> dict:
 
 def write_checkpoint(hub: Path, seed: int = 0) -> str:
     """The random pythia-70m-shaped model as ``EleutherAI/pythia-70m@step143000`` in ``hub``."""
-    from bench_similarity import pythia_70m_shape
+    from quanta_core.models.checkpoints import write_hub_snapshot
 
-    from quanta_core.checkpoints import write_hub_snapshot
+    from bench_similarity import pythia_70m_shape
 
     model = pythia_70m_shape("cpu", seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,11 +65,12 @@ def write_checkpoint(hub: Path, seed: int = 0) -> str:
 def write_upstream(cache: Path, documents: int, seed: int = 0) -> dict:
     """``pile_canonical``, ``induction_filters`` and ``pile_losses`` through the project's IO manager."""
     import dagster as dg
-    from bench_similarity import synthetic_corpus
 
     from quanta_assets.io_manager import QuantaIOManagerFactory
     from quanta_assets.partitions import checkpoint_partitions
-    from quanta_core.filters import induction_filters as compute_filters
+    from quanta_core.corpus.filters import induction_filters as compute_filters
+
+    from bench_similarity import synthetic_corpus
 
     corpus = synthetic_corpus(documents, seed=seed)
     flags = compute_filters(corpus)
@@ -182,11 +181,12 @@ def original_cost(workdir: Path, tokens: int, reference_tokens: int, threads: in
     """(wall and CPU seconds per gradient of the original loop, its gradient count at S, the
     mean document length of the S tokens)."""
     import torch
-    from bench_similarity import stratified
 
-    from quanta_core.canonical import CanonicalCorpus
-    from quanta_core.checkpoints import load_checkpoint
+    from quanta_core.corpus.canonical import CanonicalCorpus
+    from quanta_core.models.checkpoints import load_checkpoint
     from quanta_core.similarity import original_gradient_computations, similarity_matrix
+
+    from bench_similarity import stratified
 
     torch.set_num_threads(threads)
     p = paths(workdir)

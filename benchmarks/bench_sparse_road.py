@@ -38,7 +38,6 @@ import numpy as np
 from quanta_core.host_memory import process_peak_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 MODEL, STEP = "quanta-demo", "step512"
 STAGES = ("pile_losses", "quanta_similarity", "quanta_clusters", "quanta_report")
@@ -108,15 +107,16 @@ def compare(args, workdir: Path) -> dict:
     road, its top-k graph (k in 10, ``--neighbors``, 100) by the sparse road; ARI / NMI."""
     import torch
 
-    from quanta_core import knn_clustering, store
-    from quanta_core.canonical import CanonicalCorpus
-    from quanta_core.checkpoints import load_checkpoint
-    from quanta_core.cluster_roads import cluster_similarity
-    from quanta_core.clustering import compare_labelings
-    from quanta_core.knn import knn_from_dense
+    from quanta_core import store
+    from quanta_core.clustering import sparse as knn_clustering
+    from quanta_core.clustering.roads import cluster_similarity
+    from quanta_core.clustering.spectral import compare_labelings
+    from quanta_core.corpus.canonical import CanonicalCorpus
+    from quanta_core.corpus.selection import select_tokens
+    from quanta_core.models.checkpoints import load_checkpoint
     from quanta_core.progress import RateLog
-    from quanta_core.selection import select_tokens
     from quanta_core.similarity import similarity_matrix
+    from quanta_core.similarity.knn import knn_from_dense
 
     cache = workdir / "cache"
     losses = np.asarray(store.read_value(cache / MODEL / STEP / "pile_losses.npy"))
@@ -154,7 +154,7 @@ def compare(args, workdir: Path) -> dict:
 
 def rank_frequency_figure(labelings: dict, summary: dict, width: int = 560, height: int = 340) -> str:
     """A standalone SVG: cluster size against rank (log-log) for each labelling."""
-    from quanta_core.clustering import cluster_sizes
+    from quanta_core.clustering.spectral import cluster_sizes
 
     left, top, w, h = 60, 40, width - 80, height - 90
     curves = {name: cluster_sizes(labels) for name, labels in labelings.items()}
@@ -189,9 +189,9 @@ def synthetic(args) -> dict:
     tile by tile into a :class:`KnnSink`, then the kNN road's clustering — seconds and peak RSS."""
     import torch
 
-    from quanta_core.cluster_roads import cluster_similarity
-    from quanta_core.clustering import compare_labelings
-    from quanta_core.knn import KnnSink
+    from quanta_core.clustering.roads import cluster_similarity
+    from quanta_core.clustering.spectral import compare_labelings
+    from quanta_core.similarity.knn import KnnSink
     from quanta_core.similarity.tiles import StoredRows, gram_into_sink
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -223,10 +223,10 @@ def report_only(args, workdir: Path) -> dict:
     clusters: the labels are drawn (the report's cost does not depend on how they were found)."""
     from quanta_assets.assets.clusters import clusters_table
     from quanta_core import store
-    from quanta_core.canonical import CanonicalCorpus
-    from quanta_core.clustering import rank_clusters
+    from quanta_core.clustering.spectral import rank_clusters
+    from quanta_core.corpus.canonical import CanonicalCorpus
+    from quanta_core.corpus.selection import select_tokens
     from quanta_core.paths import asset_path
-    from quanta_core.selection import select_tokens
 
     cache = workdir / "cache"
     losses = np.asarray(store.read_value(cache / MODEL / STEP / "pile_losses.npy"))

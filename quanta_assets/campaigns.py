@@ -40,7 +40,7 @@ import pydantic
 import yaml
 
 from quanta_assets.partitions import checkpoint_key
-from quanta_core.demo_training import DEMO_STEPS
+from quanta_core.models.demo_training import DEMO_STEPS
 from quanta_core.presets import DEMO_MODEL, MODELS
 from quanta_core.steps import PYTHIA_STEPS, step_number
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from quanta_assets.assets.losses import induction_filters, pile_losses
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
-from quanta_core.canonical import CanonicalCorpus
+from quanta_core.corpus.canonical import CanonicalCorpus
 from quanta_core.presets import PADDED_VOCAB
 
 # per-partition checks are what we want; Dagster marks them preview

@@ -32,7 +32,7 @@ import dagster as dg
 
 from quanta_assets.partitions import checkpoint_key, checkpoint_partitions, family_step_partitions, model_partitions
 from quanta_assets.staleness import stale_reason
-from quanta_core.demo_training import DEMO_STEPS
+from quanta_core.models.demo_training import DEMO_STEPS
 from quanta_core.presets import DEMO_MODEL
 
 EVERY_STEP = {"model_checkpoint", "pile_losses"}  # the rest of the per-checkpoint graph: last step only

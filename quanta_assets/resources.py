@@ -9,8 +9,8 @@ from typing import ClassVar, Optional
 import dagster as dg
 
 from quanta_assets.settings import SettingsResource
-from quanta_core.checkpoints import LoadedCheckpoint, hub_cache_for, resolve_checkpoint
-from quanta_core.minipile import DEFAULT_NUM_DOCUMENTS, build_minipile
+from quanta_core.corpus.minipile import DEFAULT_NUM_DOCUMENTS, build_minipile
+from quanta_core.models.checkpoints import LoadedCheckpoint, hub_cache_for, resolve_checkpoint
 from quanta_core.paths import PILE_ENV, corpus_dir, default_cache_dir
 
 REAL_PILE_DEFAULT_DOCUMENTS = 200_000  # the original's pile-canonical size

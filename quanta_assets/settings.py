@@ -13,12 +13,14 @@ from typing import Any, ClassVar, Optional
 
 import dagster as dg
 
-from quanta_core import clustering, learning_clusters, report
-from quanta_core.learning_fit import FitSettings
-from quanta_core.learning_spectrum import SPECTRUM_BINS
-from quanta_core.learning_times import CHUNK_TOKENS
+from quanta_core.clustering import spectral as clustering
+from quanta_core.corpus.selection import FILTERS
+from quanta_core.learning import clusters as learning_clusters
+from quanta_core.learning.fit import FitSettings
+from quanta_core.learning.spectrum import SPECTRUM_BINS
+from quanta_core.learning.times import CHUNK_TOKENS
 from quanta_core.presets import Preset, preset_for
-from quanta_core.selection import FILTERS
+from quanta_core.report import page as report
 from quanta_core.similarity import DEFAULT_PROJECTION_DIM, METHODS
 
 
@@ -53,7 +55,7 @@ class LossSettings(SettingsResource):
     ``num_documents``: losses for the first N documents of ``pile_canonical`` (``None``: the
     family's ``loss_documents``, capped at the corpus). ``batch_tokens``: padded tokens per
     forward pass; ``logits_chunk``: positions per unembedding + cross-entropy chunk (``None``:
-    by device, see ``quanta_core.losses.default_batching``). ``step0_tolerance_nats``: the
+    by device, see ``quanta_core.models.losses.default_batching``). ``step0_tolerance_nats``: the
     step-0 check warns further than this from ln(vocab).
     """
 
@@ -127,7 +129,7 @@ class ClusterSettings(SettingsResource):
 
     Dense matrix (the exact road, scikit-learn's labels): ``eigen_solver`` ``arpack`` (scikit-learn's
     call) | ``eigh`` (LAPACK, faster; docs/clustering.md). kNN files (the sparse road,
-    :mod:`quanta_core.knn_clustering`): ``knn_eigen_solver`` ``amg`` | ``lobpcg`` | ``arpack``,
+    :mod:`quanta_core.clustering.sparse`): ``knn_eigen_solver`` ``amg`` | ``lobpcg`` | ``arpack``,
     ``kmeans`` ``full`` | ``minibatch``. ``n_components``: eigenvectors of the embedding (``None``:
     k, as scikit-learn). Execution only: ``memory_budget_gib`` (either road fails before any work
     when its memory estimate exceeds it; ``None``: 50 % of available RAM) and
@@ -151,8 +153,8 @@ class ClusterSettings(SettingsResource):
 
     def check(self) -> None:
         """``ValueError`` naming the setting that is not one of its choices."""
-        from quanta_core.knn_clustering import KMEANS_METHODS, KNN_EIGEN_SOLVERS
-        from quanta_core.spectral import EIGEN_SOLVERS
+        from quanta_core.clustering.eigensolvers import EIGEN_SOLVERS
+        from quanta_core.clustering.sparse import KMEANS_METHODS, KNN_EIGEN_SOLVERS
 
         for name, choices in (("eigen_solver", EIGEN_SOLVERS), ("knn_eigen_solver", KNN_EIGEN_SOLVERS),
                               ("kmeans", KMEANS_METHODS)):
@@ -181,7 +183,7 @@ class TrainingDynamicsSettings(SettingsResource):
     followed (``None``: the latest step with ``quanta_clusters``). ``top_tokens``: most common
     target tokens shown per cluster on the page.
 
-    "Learned at once" (with ``token_learning_times``; :func:`quanta_core.learning_clusters.learned_at_once`):
+    "Learned at once" (with ``token_learning_times``; :func:`quanta_core.learning.clusters.learned_at_once`):
     ``permutations`` of the cluster labels within ``loss_bins`` quantile bins of the reference-step
     loss (seed ``permutation_seed``); clusters with ≥ ``min_cluster_tokens`` well-fit tokens are
     tested; tighter than random when the Benjamini–Hochberg q < ``alpha``.
@@ -204,7 +206,7 @@ class TrainingDynamicsSettings(SettingsResource):
 
 
 class _SigmoidFitSettings(SettingsResource):
-    """The per-token sigmoid fit's flag rule (:class:`quanta_core.learning_fit.FitSettings`; a token
+    """The per-token sigmoid fit's flag rule (:class:`quanta_core.learning.fit.FitSettings`; a token
     is well fit when none applies): ``min_drop_nats`` (|drop| below: no drop), ``min_r2`` (R² below:
     noisy), ``edge_fraction`` (midpoint this close to either end: edge), ``min_points`` (fewer
     positions: underdetermined). Execution only: ``workers`` (threads fitting chunks at once;

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
+from quanta_core.atomic import atomic_path
 
 SUFFIXES = (".npy", ".parquet", ".html", ".json", "")
 

@@ -2,20 +2,18 @@
 Shared helpers live in tests/helpers.py."""
 
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # `from helpers import …` in every test folder
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from helpers import make_tiny_gptneox, write_hub_revision  # noqa: E402
+from support.helpers import make_tiny_gptneox, write_hub_revision  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from quanta_core.tokenizer import load_tokenizer
+    from quanta_core.corpus.tokenizer import load_tokenizer
 
     return load_tokenizer()
 

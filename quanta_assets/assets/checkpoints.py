@@ -12,8 +12,8 @@ from quanta_assets.compute import ComputeResource
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
 from quanta_assets.placement import GPU_OP_TAGS, GPU_POOL
 from quanta_assets.resources import ModelLoader, QuantaCache
-from quanta_core.checkpoints import check_gptneox_config
-from quanta_core.demo_suite import DemoSuiteConfig
+from quanta_core.models.checkpoints import check_gptneox_config
+from quanta_core.models.demo_suite import DemoSuiteConfig
 from quanta_core.paths import asset_path
 from quanta_core.presets import DEMO_MODEL
 
@@ -21,7 +21,7 @@ from quanta_core.presets import DEMO_MODEL
 class DemoSuiteTraining(dg.Config):
     """Run config of ``quanta_demo_suite``. ``seed``: training seed; ``retrain``: train even when
     a suite with the same settings (seed, corpus, model size, schedule) is already there. The
-    other fields override :class:`quanta_core.demo_suite.DemoSuiteConfig` (``None``: the demo's
+    other fields override :class:`quanta_core.models.demo_suite.DemoSuiteConfig` (``None``: the demo's
     default; ``make demo`` analyses the steps of ``DEMO_STEPS``)."""
 
     seed: int = 0

@@ -7,8 +7,10 @@ import pandas as pd
 from quanta_assets.automation import follow_upstream
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
 from quanta_assets.settings import ClusterSettings
-from quanta_core import cluster_roads, clustering, paper
-from quanta_core.canonical import CanonicalCorpus, index_to_doc_pos
+from quanta_core.clustering import paper
+from quanta_core.clustering import roads as cluster_roads
+from quanta_core.clustering import spectral as clustering
+from quanta_core.corpus.canonical import CanonicalCorpus, index_to_doc_pos
 
 
 def clusters_table(

@@ -5,10 +5,10 @@ import time
 import dagster as dg
 
 from quanta_assets.resources import PileSource, QuantaCache
-from quanta_core.canonical import build_canonical
-from quanta_core.corpus import read_pile
+from quanta_core.corpus.canonical import build_canonical
+from quanta_core.corpus.pile import read_pile
+from quanta_core.corpus.tokenizer import load_tokenizer
 from quanta_core.progress import RateLog
-from quanta_core.tokenizer import load_tokenizer
 
 
 @dg.asset(
@@ -20,7 +20,7 @@ from quanta_core.tokenizer import load_tokenizer
         "Directory `<cache>/corpus/pile_canonical/`: `ids.npy` uint16 [T] (documents concatenated), "
         "`offsets.npy` int64 [D+1] (document d is ids[offsets[d]:offsets[d+1]]), `documents.parquet` "
         "(pile_set_name, num_tokens, num_predictable per document). Predictable token g (canonical "
-        "index) is token pos of document doc, see quanta_core.canonical."
+        "index) is token pos of document doc, see quanta_core.corpus.canonical."
     ),
 )
 def pile_canonical(context: dg.AssetExecutionContext, pile: PileSource, cache: QuantaCache) -> dict:

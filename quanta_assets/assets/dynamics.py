@@ -17,9 +17,10 @@ from quanta_assets.io_manager import by_step
 from quanta_assets.partitions import BY_MODEL, model_partitions
 from quanta_assets.resources import PileSource
 from quanta_assets.settings import TrainingDynamicsSettings
-from quanta_core import dynamics, dynamics_page, learning_page
-from quanta_core.learning_clusters import learned_at_once
-from quanta_core.learning_page import LearningTimesView
+from quanta_core.learning import dynamics
+from quanta_core.learning.clusters import learned_at_once
+from quanta_core.report import dynamics_page, learning_page
+from quanta_core.report.learning_page import LearningTimesView
 from quanta_core.steps import step_number
 
 _EVERY_STEP = {"partition_mapping": BY_MODEL, "metadata": {"allow_missing_partitions": True}}
@@ -43,7 +44,7 @@ def _top_tokens(tokens: pd.DataFrame, count: int, tokenizer_path) -> dict[int, l
     """Cluster → its ``count`` most common target tokens, decoded (untrusted text: escaped later)."""
     if count <= 0 or "token_id" not in tokens.columns:
         return {}
-    from quanta_core.tokenizer import load_tokenizer
+    from quanta_core.corpus.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_path)
     return {int(cluster): [tokenizer.decode([int(t)]).replace("\n", "⏎") for t in ids.value_counts().head(count).index]

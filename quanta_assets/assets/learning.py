@@ -1,6 +1,6 @@
 """Token learning times: ``token_learning_times`` (per model, across training) and
 ``token_scale_curves`` (per family × step, across model sizes). The fits are
-:mod:`quanta_core.learning_times` / :mod:`quanta_core.learning_scale`; this is wiring.
+:mod:`quanta_core.learning.times` / :mod:`quanta_core.learning.scale`; this is wiring.
 
 Both read their loss tables through the IO manager, memory-mapped (only ``chunk_tokens`` tokens of
 every table are in memory at a time); ``quanta_training_dynamics`` reads ``token_learning_times``
@@ -16,12 +16,12 @@ from quanta_assets.automation import follow_upstream_aggregate
 from quanta_assets.io_manager import by_step, partition_parts
 from quanta_assets.partitions import BY_MODEL, FAMILY_MODELS, family_and_step, family_step_partitions, model_partitions
 from quanta_assets.settings import LearningTimeSettings, ScaleCurveSettings
-from quanta_core.learning_page import render_scale_page
-from quanta_core.learning_scale import fit_scale_curves, gptneox_parameter_count
-from quanta_core.learning_spectrum import learning_time_spectrum
-from quanta_core.learning_times import fit_learning_times
+from quanta_core.learning.scale import fit_scale_curves, gptneox_parameter_count
+from quanta_core.learning.spectrum import learning_time_spectrum
+from quanta_core.learning.times import fit_learning_times
 from quanta_core.presets import FAMILIES
 from quanta_core.progress import RateLog
+from quanta_core.report.learning_page import render_scale_page
 from quanta_core.steps import step_number
 
 _EVERY_STEP = {"partition_mapping": BY_MODEL, "metadata": {"allow_missing_partitions": True}}

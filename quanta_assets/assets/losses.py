@@ -13,8 +13,8 @@ from quanta_assets.placement import GPU_OP_TAGS, GPU_POOL
 from quanta_assets.resources import ModelLoader, QuantaCache
 from quanta_assets.settings import LossSettings
 from quanta_assets.stages.loading import loader_params
-from quanta_core.canonical import CanonicalCorpus
-from quanta_core.filters import induction_filters as compute_induction_filters
+from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.corpus.filters import induction_filters as compute_induction_filters
 from quanta_core.paths import asset_path
 from quanta_core.presets import preset_for
 from quanta_core.progress import RateLog
@@ -34,7 +34,7 @@ from quanta_core.progress import RateLog
         "mini-Pile documents for the demo suite). File `<cache>/<model>/<step>/pile_losses.npy`: float32 [G], G = "
         "predictable tokens of those documents, aligned to the canonical index (entry g is the loss "
         "of predicting token pos of document doc from the tokens before it, see "
-        "quanta_core.canonical). Since the canonical index is a prefix, induction_filters[:G] lines "
+        "quanta_core.corpus.canonical). Since the canonical index is a prefix, induction_filters[:G] lines "
         "up with it."
     ),
 )

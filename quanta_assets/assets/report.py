@@ -10,10 +10,13 @@ from quanta_assets.automation import follow_upstream
 from quanta_assets.partitions import BY_MODEL, checkpoint_partitions, model_and_step
 from quanta_assets.resources import PileSource
 from quanta_assets.settings import ReportSettings
-from quanta_core import dynamics, dynamics_page, report, report_table
-from quanta_core.canonical import CanonicalCorpus
-from quanta_core.token_bytes import token_bytes_table
-from quanta_core.tokenizer import load_tokenizer
+from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.corpus.tokenizer import load_tokenizer
+from quanta_core.learning import dynamics
+from quanta_core.report import dynamics_page
+from quanta_core.report import page as report
+from quanta_core.report import table as report_table
+from quanta_core.report.token_text import token_bytes_table
 
 TABLE_FILE = "quanta_report_samples.parquet"  # the samples table's file, next to quanta_report.html
 

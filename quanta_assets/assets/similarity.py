@@ -1,5 +1,5 @@
 """``quanta_similarity`` (per checkpoint): the QDG gradient cosine-similarity matrix of the
-selected low-loss tokens (quanta_core.selection + quanta_core.similarity)."""
+selected low-loss tokens (quanta_core.corpus.selection + quanta_core.similarity)."""
 
 from pathlib import Path
 

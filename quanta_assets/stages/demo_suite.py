@@ -3,15 +3,15 @@ suite trained with the same settings) into ``<cache>/hub``; writes the summary t
 ``<cache>/corpus/quanta_demo_suite/summary.json``.
 
 ``params``: ``cache_dir``, ``corpus`` (the ``pile_canonical`` directory), ``output``, ``config``
-(the fields of :class:`quanta_core.demo_suite.DemoSuiteConfig`), ``seed``, ``retrain``.
+(the fields of :class:`quanta_core.models.demo_suite.DemoSuiteConfig`), ``seed``, ``retrain``.
 """
 
 from __future__ import annotations
 
 from quanta_assets.stages import json_value, md, path
 from quanta_core import store
-from quanta_core.canonical import CanonicalCorpus
-from quanta_core.demo_suite import DemoSuiteConfig, demo_repo_dir, existing_demo_suite, train_demo_suite
+from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.models.demo_suite import DemoSuiteConfig, demo_repo_dir, existing_demo_suite, train_demo_suite
 from quanta_core.paths import hub_dir
 
 

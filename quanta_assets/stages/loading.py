@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from quanta_core.checkpoints import LoadedCheckpoint, hub_cache_for, load_checkpoint
+from quanta_core.models.checkpoints import LoadedCheckpoint, hub_cache_for, load_checkpoint
 
 
 @dataclass

@@ -16,8 +16,8 @@ import numpy as np
 from quanta_assets.stages import md, path
 from quanta_assets.stages.loading import load_model
 from quanta_core import store
-from quanta_core.canonical import CanonicalCorpus
-from quanta_core.losses import default_batching, token_losses
+from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.models.losses import default_batching, token_losses
 from quanta_core.presets import LOW_LOSS_NATS
 from quanta_core.progress import RateLog
 

@@ -17,9 +17,9 @@ import numpy as np
 from quanta_assets.stages import md, path
 from quanta_assets.stages.loading import load_model
 from quanta_core import store
-from quanta_core.canonical import CanonicalCorpus
+from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.corpus.selection import select_tokens
 from quanta_core.progress import RateLog
-from quanta_core.selection import select_tokens
 from quanta_core.similarity import similarity_matrix
 
 

@@ -17,7 +17,7 @@ normalized gradients. :func:`similarity_matrix` is the entry point; its methods:
     The original ``scripts/similarity_matrix_v1.py`` loop, for tests and benchmarks.
 
 ``neighbors = k > 0`` (the sparse road, ``exact`` or ``projected``): the Gram still streams by in
-blocks, but a :class:`quanta_core.knn.KnnSink` keeps only each token's k most similar other
+blocks, but a :class:`quanta_core.similarity.knn.KnnSink` keeps only each token's k most similar other
 tokens (``knn_indices`` int64 ``[S, k]``, ``knn_cosines`` float32 ``[S, k]``); no ``[S, S]``
 array exists. ``projected`` then stores its rows in float16 (scaled) when float32 rows would take
 more than a quarter of the memory budget, and multiplies them tile by tile (:mod:`.tiles`).
@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..canonical import CanonicalCorpus
-from ..knn import KnnSink
-from .exact import BlockSink, DenseMatrix, exact
-from .gradients import PerTokenGradients, Targets
-from .gram import PrecisionGuard, sync
-from .memory import (
+from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.similarity.exact import BlockSink, DenseMatrix, exact
+from quanta_core.similarity.gradients import PerTokenGradients, Targets
+from quanta_core.similarity.gram import PrecisionGuard, sync
+from quanta_core.similarity.knn import KnnSink
+from quanta_core.similarity.memory import (
     MemoryPlan,
     PeakMemory,
     ReusedHeap,
@@ -47,12 +47,12 @@ from .memory import (
     plan_memory,
     result_bytes,
 )
-from .parameters import final_layer_norm, last_layer_positionwise_modules, similarity_parameters
-from .projected import DEFAULT_PROJECTION_DIM, countsketch, projected
-from .reference import ORIGINAL_BLOCK_LEN, original_gradient_computations, reference
-from .results import MethodRun, Progress, ProgressCallback, SimilarityResult
-from .sketches import KINDS as PROJECTIONS
-from .sketches import Sketch, check_dim, parse_kind
+from quanta_core.similarity.parameters import final_layer_norm, last_layer_positionwise_modules, similarity_parameters
+from quanta_core.similarity.projected import DEFAULT_PROJECTION_DIM, countsketch, projected
+from quanta_core.similarity.reference import ORIGINAL_BLOCK_LEN, original_gradient_computations, reference
+from quanta_core.similarity.results import MethodRun, Progress, ProgressCallback, SimilarityResult
+from quanta_core.similarity.sketches import KINDS as PROJECTIONS
+from quanta_core.similarity.sketches import Sketch, check_dim, parse_kind
 
 METHODS = ("exact", "projected", "reference")
 

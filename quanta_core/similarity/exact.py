@@ -18,11 +18,11 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ..canonical import CanonicalCorpus
-from .gradients import PerTokenGradients, Targets, collate
-from .gram import gram, row_sq_norms, sync, to_fp16_
-from .memory import plan_memory
-from .results import MethodRun, ProgressCallback, Reporter
+from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.similarity.gradients import PerTokenGradients, Targets, collate
+from quanta_core.similarity.gram import gram, row_sq_norms, sync, to_fp16_
+from quanta_core.similarity.memory import plan_memory
+from quanta_core.similarity.results import MethodRun, ProgressCallback, Reporter
 
 
 class BlockSink(Protocol):

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..batching import length_batches
-from ..canonical import CanonicalCorpus, index_to_doc_pos
-from .onednn import OneDnnLinears, outer_sums_
-from .parameters import decoder_layers, is_norm, last_layer_positionwise_modules
-from .target_attention import TargetRows
+from quanta_core.corpus.canonical import CanonicalCorpus, index_to_doc_pos
+from quanta_core.models.batching import length_batches
+from quanta_core.similarity.onednn import OneDnnLinears, outer_sums_
+from quanta_core.similarity.parameters import decoder_layers, is_norm, last_layer_positionwise_modules
+from quanta_core.similarity.target_attention import TargetRows
 
 MAX_PADDING = 0.25  # no context in a batch padded by more than a quarter of the longest
 
@@ -38,7 +38,7 @@ class Targets:
         return np.argsort(-self.positions, kind="stable")
 
     def batches(self, order: np.ndarray, max_batch: int, batch_tokens: int) -> list[np.ndarray]:
-        """``order`` cut into batches (:func:`quanta_core.batching.length_batches`)."""
+        """``order`` cut into batches (:func:`quanta_core.models.batching.length_batches`)."""
         return length_batches(order, self.positions, max_items=max_batch, max_tokens=batch_tokens,
                               max_padding=MAX_PADDING)
 

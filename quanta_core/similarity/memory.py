@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..host_memory import available_bytes, process_peak_bytes
+from quanta_core.host_memory import available_bytes, process_peak_bytes
 
 
 def free_memory_bytes(device: torch.device) -> int:
@@ -160,10 +160,10 @@ def result_bytes(num_tokens: int, neighbors: int, dim: int | None = None, row_dt
                  tile: int = 2048) -> dict[str, int]:
     """Memory (bytes) of what a similarity run keeps besides ``exact``'s gradient plan, by part:
     ``neighbors == 0``: the dense matrix (float64 ``[S, S]`` while built, float32 copy returned);
-    ``neighbors > 0``: the kNN sink (:class:`quanta_core.knn.KnnSink`); ``dim`` (``projected``):
+    ``neighbors > 0``: the kNN sink (:class:`quanta_core.similarity.knn.KnnSink`); ``dim`` (``projected``):
     the stored projected rows (float64 ``[S, dim]`` for the dense matrix) and (kNN) one Gram tile."""
-    from ..knn import KnnSink
-    from .tiles import StoredRows, tile_bytes
+    from quanta_core.similarity.knn import KnnSink
+    from quanta_core.similarity.tiles import StoredRows, tile_bytes
 
     s = int(num_tokens)
     if neighbors:

@@ -9,12 +9,12 @@ import time
 
 import torch
 
-from ..canonical import CanonicalCorpus
-from .gradients import PerTokenGradients, Targets, collate
-from .gram import sync
-from .results import MethodRun, ProgressCallback, Reporter
-from .sketches import Sketch, countsketch, sketch
-from .tiles import StoredRows, gram_into_sink
+from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.similarity.gradients import PerTokenGradients, Targets, collate
+from quanta_core.similarity.gram import sync
+from quanta_core.similarity.results import MethodRun, ProgressCallback, Reporter
+from quanta_core.similarity.sketches import Sketch, countsketch, sketch
+from quanta_core.similarity.tiles import StoredRows, gram_into_sink
 
 __all__ = ["DEFAULT_PROJECTION_DIM", "Sketch", "countsketch", "projected", "sketch"]
 

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..canonical import CanonicalCorpus, index_to_doc_pos
-from .gram import sync
-from .results import MethodRun, ProgressCallback, Reporter
+from quanta_core.corpus.canonical import CanonicalCorpus, index_to_doc_pos
+from quanta_core.similarity.gram import sync
+from quanta_core.similarity.results import MethodRun, ProgressCallback, Reporter
 
 ORIGINAL_BLOCK_LEN = 250
 

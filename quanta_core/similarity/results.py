@@ -86,7 +86,7 @@ class SimilarityResult:
     """``matrix``: float32 ``[S, S]`` cosine similarities in the order of ``indices`` (int64 ``[S]``
     canonical indices); symmetric, diagonal 1 (0 for a token whose gradient is exactly zero).
     The sparse road (``neighbors`` k > 0) has ``matrix`` None and instead ``knn_indices`` int64
-    ``[S, k]`` / ``knn_cosines`` float32 ``[S, k]`` (:mod:`quanta_core.knn`'s format)."""
+    ``[S, k]`` / ``knn_cosines`` float32 ``[S, k]`` (:mod:`quanta_core.similarity.knn`'s format)."""
 
     matrix: np.ndarray | None
     indices: np.ndarray

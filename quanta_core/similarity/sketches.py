@@ -92,7 +92,7 @@ class Sketch:
         self.kind, self.nonzeros = kind, parse_kind(kind)
         self.dim, self.num_parameters, self.seed = check_dim(dim, self.nonzeros), int(num_parameters), int(seed)
         if self.nonzeros > 1:  # the tables must fit next to the gradients
-            from .memory import check_fits, free_memory_bytes
+            from quanta_core.similarity.memory import check_fits, free_memory_bytes
 
             check_fits({"projection_tables": self.nonzeros * self.num_parameters * 12},
                        free_memory_bytes(torch.device(device)), f"the {kind} projection",

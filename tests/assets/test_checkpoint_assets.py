@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from quanta_core.checkpoints import CheckpointNotFound
+from quanta_core.models.checkpoints import CheckpointNotFound
 
-from helpers import cache_resources, make_tiny_gptneox
+from support.helpers import cache_resources, make_tiny_gptneox
 
 REPO = "EleutherAI/pythia-70m"
 

@@ -4,7 +4,7 @@ paper clustered, checked against the packaged labels themselves."""
 import numpy as np
 
 from quanta_assets.assets.clusters import _paper_agreement
-from quanta_core.paper import PAPER_MODEL, PAPER_STEP, load_paper_labels
+from quanta_core.clustering.paper import PAPER_MODEL, PAPER_STEP, load_paper_labels
 
 
 def test_paper_agreement_on_the_papers_partition():

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quanta_core import dynamics_page
-from quanta_core.dynamics import TrainingDynamics
+from quanta_core.learning.dynamics import TrainingDynamics
+from quanta_core.report import dynamics_page
 
-from helpers import cache_resources
+from support.helpers import cache_resources
 
 # -- the Dagster asset ----------------------------------------------------------------------
 

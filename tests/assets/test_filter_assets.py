@@ -3,13 +3,13 @@
 import dagster as dg
 import numpy as np
 
-from quanta_core.canonical import CanonicalCorpus
-from quanta_core.filters import induction_filters
+from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.corpus.filters import induction_filters
 
-from helpers import cache_resources
-from helpers import corpus_of_documents as _corpus
-from helpers import naive_ngram_flags as naive_flags
-from helpers import random_documents as _random_docs
+from support.helpers import cache_resources
+from support.helpers import corpus_of_documents as _corpus
+from support.helpers import naive_ngram_flags as naive_flags
+from support.helpers import random_documents as _random_docs
 
 
 def _materialize(cache_dir, corpus: CanonicalCorpus, filters_value=None):

@@ -9,7 +9,7 @@ import pytest
 
 from quanta_assets.partitions import checkpoint_key, checkpoint_partitions
 
-from helpers import cache_resources
+from support.helpers import cache_resources
 
 PARTITION = checkpoint_key("pythia-70m", "step1000")
 

@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 
 from quanta_assets.partitions import checkpoint_partitions
-from quanta_core import dynamics_page
-from quanta_core.demo_training import DEMO_STEPS
-from quanta_core.dynamics import TrainingDynamics
-from quanta_core.learning_clusters import TEST_NAME
-from quanta_core.learning_times import fit_learning_times
+from quanta_core.learning.clusters import TEST_NAME
+from quanta_core.learning.dynamics import TrainingDynamics
+from quanta_core.learning.times import fit_learning_times
+from quanta_core.models.demo_training import DEMO_STEPS
+from quanta_core.report import dynamics_page
 from quanta_core.steps import step_number
 
-from helpers import cache_resources, tiny_minipile_corpus, train_tiny_suite
+from support.helpers import cache_resources, tiny_minipile_corpus, train_tiny_suite
 
 MODEL, TOKENS, CLUSTER_SIZE = "quanta-demo", 3000, 30
 X = np.log10(np.array([step_number(s) for s in DEMO_STEPS], dtype=np.float64) + 1.0)
@@ -197,7 +197,7 @@ def _scale(cache):
 
 
 def test_scale_curves_of_a_trained_family_through_dagster(cache_dir, family):
-    from quanta_core.learning_scale import fit_scale_curves
+    from quanta_core.learning.scale import fit_scale_curves
 
     _write_family(cache_dir, family, SIZES)
     result = _scale(cache_dir)

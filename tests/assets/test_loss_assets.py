@@ -11,9 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from quanta_core.canonical import CanonicalCorpus
+from quanta_core.corpus.canonical import CanonicalCorpus
 
-from helpers import cache_resources, corpus_from_lengths, make_tiny_gptneox, write_demo_checkpoint, write_hub_revision
+from support.helpers import (
+    cache_resources,
+    corpus_from_lengths,
+    make_tiny_gptneox,
+    write_demo_checkpoint,
+    write_hub_revision,
+)
 
 VOCAB = 50_304  # Pythia's (padded) vocabulary, so real token ids fit
 DEMO_STEP0 = dg.MultiPartitionKey({"model": "quanta-demo", "step": "step0"})

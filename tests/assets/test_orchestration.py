@@ -22,8 +22,8 @@ from quanta_assets.settings import SettingsResource
 from quanta_assets.staleness import stale_reason
 from quanta_core.steps import PYTHIA_STEPS
 
-from helpers import REPO
-from toy_location import make_defs  # the throwaway graph
+from support.helpers import REPO
+from support.toy_location import make_defs  # the throwaway graph
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 

@@ -6,10 +6,10 @@ import pytest
 
 from quanta_assets.assets.corpus import pile_canonical
 from quanta_assets.resources import PileSource
-from quanta_core import minipile
-from quanta_core.corpus import read_pile, write_pile
+from quanta_core.corpus import minipile
+from quanta_core.corpus.pile import read_pile, write_pile
 
-from helpers import cache_resources
+from support.helpers import cache_resources
 
 
 def _run(cache_dir, pile=None):

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import cache_resources
-from report_corpus import build_corpus
+from support.helpers import cache_resources
+from support.report_corpus import build_corpus
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +55,8 @@ def _materialize_clusters_and_report(cache_dir, corpus, indices, matrix, losses,
 
 def test_assets_materialize_through_dagster(cache_dir, corpus, tokenizer):
     from quanta_assets.settings import ClusterSettings
-    from quanta_core.clustering import spectral_clustering
-    from quanta_core.token_bytes import token_bytes_table
+    from quanta_core.clustering.spectral import spectral_clustering
+    from quanta_core.report.token_text import token_bytes_table
 
     table = token_bytes_table(tokenizer)
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from quanta_assets.partitions import checkpoint_partitions
-from quanta_core.canonical import CanonicalCorpus
-from quanta_core.knn import check_knn, knn_from_dense
-from quanta_core.knn_clustering import knn_spectral_clustering
-from quanta_core.selection import select_tokens
+from quanta_core.clustering.sparse import knn_spectral_clustering
+from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.corpus.selection import select_tokens
 from quanta_core.similarity import similarity_matrix
+from quanta_core.similarity.knn import check_knn, knn_from_dense
 
-from helpers import cache_resources, make_tiny_gptneox, write_demo_checkpoint
+from support.helpers import cache_resources, make_tiny_gptneox, write_demo_checkpoint
 
 LENGTHS = [400, 300, 2, 1, 250, 50]
 KEY = dg.MultiPartitionKey({"model": "quanta-demo", "step": "step0"})
@@ -123,8 +123,8 @@ def test_settings_that_cannot_fit_fail_early_with_the_numbers(setup):
 
 
 def test_exact_road_reports_the_sparse_road_agreement():
-    from quanta_core.cluster_roads import cluster_similarity
-    from quanta_core.clustering import compare_labelings, spectral_clustering
+    from quanta_core.clustering.roads import cluster_similarity
+    from quanta_core.clustering.spectral import compare_labelings, spectral_clustering
 
     rng = np.random.default_rng(5)
     centres = rng.normal(size=(4, 16))

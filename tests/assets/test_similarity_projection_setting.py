@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from quanta_core.canonical import CanonicalCorpus
-from quanta_core.selection import select_tokens
+from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.corpus.selection import select_tokens
 from quanta_core.similarity import similarity_matrix
 
-from helpers import cache_resources, make_tiny_gptneox, write_demo_checkpoint
+from support.helpers import cache_resources, make_tiny_gptneox, write_demo_checkpoint
 
 LENGTHS = [300, 120, 40]
 

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from quanta_core.canonical import (
+from quanta_core.corpus.canonical import (
     CanonicalCorpus,
     build_canonical,
     doc_pos_to_index,
     index_to_doc_pos,
     predictable_starts,
 )
-from quanta_core.corpus import read_pile, write_pile
+from quanta_core.corpus.pile import read_pile, write_pile
 
 EDGE_TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 import jinja2
 import pytest
 
-from quanta_core import charts, html
+from quanta_core.report import charts, html
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from quanta_core.checkpoints import (
+from quanta_core.corpus.tokenizer import offline_tokenizer_path
+from quanta_core.models.checkpoints import (
     CheckpointError,
     CheckpointNotFound,
     LoadedCheckpoint,
@@ -17,9 +18,8 @@ from quanta_core.checkpoints import (
     load_checkpoint,
     resolve_checkpoint,
 )
-from quanta_core.tokenizer import offline_tokenizer_path
 
-from helpers import make_tiny_gptneox, write_hub_revision
+from support.helpers import make_tiny_gptneox, write_hub_revision
 
 REPO = "EleutherAI/pythia-70m"
 
@@ -137,10 +137,10 @@ def test_bfloat16_option(hub):
 
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory):
-    from quanta_core.canonical import build_canonical
-    from quanta_core.corpus import read_pile, write_pile
-    from quanta_core.minipile import minipile_documents
-    from quanta_core.tokenizer import load_tokenizer
+    from quanta_core.corpus.canonical import build_canonical
+    from quanta_core.corpus.minipile import minipile_documents
+    from quanta_core.corpus.pile import read_pile, write_pile
+    from quanta_core.corpus.tokenizer import load_tokenizer
 
     path = write_pile(tmp_path_factory.mktemp("pile") / "mini.jsonl.zst", minipile_documents(40)[:24])
     return build_canonical(read_pile(path), load_tokenizer())
@@ -164,7 +164,7 @@ def _naive_mean_loss(model, corpus, every_nth: int = 1) -> float:
 
 
 def test_demo_suite_checkpoints_load_through_the_same_path(small_corpus, cache_dir, monkeypatch, tmp_path):
-    from quanta_core.demo_suite import PADDED_VOCAB, DemoSuiteConfig, existing_demo_suite, train_demo_suite
+    from quanta_core.models.demo_suite import PADDED_VOCAB, DemoSuiteConfig, existing_demo_suite, train_demo_suite
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-pythia-here"))
     cfg = DemoSuiteConfig(**TINY)
@@ -214,7 +214,7 @@ def test_demo_suite_checkpoints_load_through_the_same_path(small_corpus, cache_d
 
 
 def test_demo_steps_are_pythia_step_names():
-    from quanta_core.demo_suite import DEMO_STEPS, DemoSuiteConfig
+    from quanta_core.models.demo_suite import DEMO_STEPS, DemoSuiteConfig
     from quanta_core.steps import PYTHIA_STEPS
 
     assert DEMO_STEPS[0] == "step0" and set(DEMO_STEPS) <= set(PYTHIA_STEPS)

@@ -9,10 +9,10 @@ import pytest
 from sklearn.cluster import SpectralClustering
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from quanta_core import clustering as qc
-from quanta_core import paper
+from quanta_core.clustering import paper
+from quanta_core.clustering import spectral as qc
 
-from helpers import planted_cosines
+from support.helpers import planted_cosines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import zstandard
 
-from quanta_core.corpus import PileFormatError, read_pile, write_pile
+from quanta_core.corpus.pile import PileFormatError, read_pile, write_pile
 
 
 def _write_raw(path, lines: list[bytes], frames: int = 1):

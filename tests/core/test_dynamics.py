@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quanta_core import charts, dynamics, dynamics_page
+from quanta_core.learning import dynamics
+from quanta_core.report import charts, dynamics_page
 
 SVG = "{http://www.w3.org/2000/svg}"
 THRESHOLD = 1.0

@@ -9,13 +9,13 @@ STEPS = ("step0", "step1", "step2", "step4", "step8", "step16", "step32")
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from quanta_core.canonical import build_canonical
-    from quanta_core.checkpoints import load_checkpoint
-    from quanta_core.corpus import read_pile, write_pile
-    from quanta_core.demo_suite import DemoSuiteConfig, train_demo_suite
-    from quanta_core.losses import token_losses
-    from quanta_core.minipile import minipile_documents
-    from quanta_core.tokenizer import load_tokenizer
+    from quanta_core.corpus.canonical import build_canonical
+    from quanta_core.corpus.minipile import minipile_documents
+    from quanta_core.corpus.pile import read_pile, write_pile
+    from quanta_core.corpus.tokenizer import load_tokenizer
+    from quanta_core.models.checkpoints import load_checkpoint
+    from quanta_core.models.demo_suite import DemoSuiteConfig, train_demo_suite
+    from quanta_core.models.losses import token_losses
 
     root = tmp_path_factory.mktemp("demo")
     path = write_pile(root / "mini.jsonl.zst", minipile_documents(40)[:24])
@@ -33,7 +33,7 @@ def trained(tmp_path_factory):
 
 
 def test_demo_checkpoints_give_falling_cluster_curves(trained):
-    from quanta_core.dynamics import cluster_loss_curves, learned_at
+    from quanta_core.learning.dynamics import cluster_loss_curves, learned_at
 
     corpus, tables = trained
     final = np.load(tables[STEPS[-1]])

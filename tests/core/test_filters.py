@@ -4,11 +4,16 @@
 import numpy as np
 import pytest
 
-from quanta_core.filters import induction_filters, present_bigram_flags, present_ngram_flags, present_trigram_flags
+from quanta_core.corpus.filters import (
+    induction_filters,
+    present_bigram_flags,
+    present_ngram_flags,
+    present_trigram_flags,
+)
 
-from helpers import corpus_of_documents as _corpus
-from helpers import naive_ngram_flags as naive_flags
-from helpers import random_documents as _random_docs
+from support.helpers import corpus_of_documents as _corpus
+from support.helpers import naive_ngram_flags as naive_flags
+from support.helpers import random_documents as _random_docs
 
 
 @pytest.mark.parametrize("n", [2, 3])

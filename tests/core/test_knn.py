@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from quanta_core import knn
+from quanta_core.similarity import knn
 
 
 def dense_topk(C, k):

@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from quanta_core import clustering as qc
-from quanta_core import knn
-from quanta_core import knn_clustering as kc
+from quanta_core.clustering import sparse as kc
+from quanta_core.clustering import spectral as qc
+from quanta_core.similarity import knn
 
-from helpers import planted_cosines
+from support.helpers import planted_cosines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,13 +5,14 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pandas as pd
 import pytest
-from learning_synthetic import PYTHIA_X, trajectories
 
-from quanta_core.charts import learned_together_svg, scale_histogram_svg, spectrum_svg
-from quanta_core.learning_clusters import learned_at_once
-from quanta_core.learning_spectrum import learning_time_spectrum
-from quanta_core.learning_times import fit_learning_times
+from quanta_core.learning.clusters import learned_at_once
+from quanta_core.learning.spectrum import learning_time_spectrum
+from quanta_core.learning.times import fit_learning_times
+from quanta_core.report.charts import learned_together_svg, scale_histogram_svg, spectrum_svg
 from quanta_core.steps import PYTHIA_STEPS
+
+from support.learning_synthetic import PYTHIA_X, trajectories
 
 SVG = "{http://www.w3.org/2000/svg}"
 

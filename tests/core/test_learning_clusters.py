@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy.stats import kstest
 
-from quanta_core.learning_clusters import learned_at_once
+from quanta_core.learning.clusters import learned_at_once
 
 
 def _fits(mid, flags=None):

@@ -4,10 +4,11 @@ import warnings
 
 import numpy as np
 import pytest
-from learning_synthetic import PYTHIA_X, sigmoid, trajectories
 from scipy.optimize import OptimizeWarning, curve_fit
 
-from quanta_core import learning_fit as lf
+from quanta_core.learning import fit as lf
+
+from support.learning_synthetic import PYTHIA_X, sigmoid, trajectories
 
 X = PYTHIA_X
 

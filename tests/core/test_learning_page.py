@@ -9,18 +9,20 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pandas as pd
 import pytest
-from learning_synthetic import sigmoid
 
-from quanta_core import dynamics, dynamics_page, learning_page, store
-from quanta_core.learning_clusters import TEST_NAME, learned_at_once
-from quanta_core.learning_page import LearningTimesView
-from quanta_core.learning_scale import fit_scale_curves
-from quanta_core.learning_spectrum import learning_time_spectrum
-from quanta_core.learning_times import fit_learning_times
-from quanta_core.report import render_report, report_data
-from quanta_core.token_bytes import token_bytes_table
+from quanta_core import store
+from quanta_core.learning import dynamics
+from quanta_core.learning.clusters import TEST_NAME, learned_at_once
+from quanta_core.learning.scale import fit_scale_curves
+from quanta_core.learning.spectrum import learning_time_spectrum
+from quanta_core.learning.times import fit_learning_times
+from quanta_core.report import dynamics_page, learning_page
+from quanta_core.report.learning_page import LearningTimesView
+from quanta_core.report.page import render_report, report_data
+from quanta_core.report.token_text import token_bytes_table
 
-from report_corpus import all_samples, build_corpus
+from support.learning_synthetic import sigmoid
+from support.report_corpus import all_samples, build_corpus
 
 STEPS = ["step0", "step1", "step2", "step4", "step8", "step16", "step32", "step64", "step128", "step256"]
 EVIL = "<script>alert(1)</script>"

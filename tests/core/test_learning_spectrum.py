@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
-from learning_synthetic import PYTHIA_X, trajectories
 
-from quanta_core.learning_spectrum import checkpoint_edges, learning_time_spectrum, relative_error
-from quanta_core.learning_times import fit_learning_times
+from quanta_core.learning.spectrum import checkpoint_edges, learning_time_spectrum, relative_error
+from quanta_core.learning.times import fit_learning_times
 from quanta_core.steps import PYTHIA_STEPS
+
+from support.learning_synthetic import PYTHIA_X, trajectories
 
 
 def _fits(y):

@@ -4,10 +4,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from learning_synthetic import PYTHIA_X, trajectories
 
-from quanta_core import learning_fit as lf
-from quanta_core.learning_times import (
+from quanta_core.learning import fit as lf
+from quanta_core.learning.times import (
     FIT_COLUMNS,
     WORKING_ARRAYS,
     TokenFits,
@@ -15,6 +14,8 @@ from quanta_core.learning_times import (
     read_token_fits,
 )
 from quanta_core.steps import PYTHIA_STEPS
+
+from support.learning_synthetic import PYTHIA_X, trajectories
 
 STEPS = PYTHIA_STEPS[::4]  # 39 of Pythia's steps
 X = PYTHIA_X[::4]
@@ -127,7 +128,7 @@ def test_bad_tables_get_clear_errors(tables, tmp_path):
 
 
 def test_an_error_stops_the_run_after_the_chunks_in_flight(tables, monkeypatch):
-    import quanta_core.learning_times as lt
+    import quanta_core.learning.times as lt
 
     paths, _, y = tables
     broken = y[2].astype(np.float32)

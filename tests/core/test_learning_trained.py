@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from scipy.optimize import OptimizeWarning, curve_fit
 
-from quanta_core import learning_fit as lf
-from quanta_core.learning_clusters import cluster_panel_extras, learned_at_once
-from quanta_core.learning_scale import TRANSITION, fit_scale_curves, gptneox_parameter_count, sharp_threshold
-from quanta_core.learning_spectrum import learning_time_spectrum
-from quanta_core.learning_times import fit_learning_times, step_positions
+from quanta_core.learning import fit as lf
+from quanta_core.learning.clusters import cluster_panel_extras, learned_at_once
+from quanta_core.learning.scale import TRANSITION, fit_scale_curves, gptneox_parameter_count, sharp_threshold
+from quanta_core.learning.spectrum import learning_time_spectrum
+from quanta_core.learning.times import fit_learning_times, step_positions
 
-from helpers import tiny_minipile_corpus, train_tiny_suite
+from support.helpers import tiny_minipile_corpus, train_tiny_suite
 
 STEPS = ("step0", "step1", "step2", "step4", "step8", "step16", "step32", "step64")
 SIZES = (8, 12, 16, 24, 32, 48)  # hidden sizes of the family

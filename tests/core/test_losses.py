@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from quanta_core.canonical import CanonicalCorpus, build_canonical
-from quanta_core.corpus import PileDocument
-from quanta_core.losses import plan_batches, token_losses
+from quanta_core.corpus.canonical import CanonicalCorpus, build_canonical
+from quanta_core.corpus.pile import PileDocument
+from quanta_core.models.losses import plan_batches, token_losses
 
-from helpers import corpus_from_lengths, make_tiny_gptneox
+from support.helpers import corpus_from_lengths, make_tiny_gptneox
 
 VOCAB = 50_304  # Pythia's (padded) vocabulary, so real token ids fit
 
@@ -121,7 +121,7 @@ def test_plan_batches_sorted_bounded_and_complete():
 
 def test_identical_unembedding_rows_are_merged_exactly():
     """Like the demo suite: the rows of tokens never seen in training are equal (merged, + log count)."""
-    from quanta_core.losses import _Unembedding
+    from quanta_core.models.losses import _Unembedding
 
     corpus = corpus_from_lengths([0, 200, 1, 60, 2], vocab=300, seed=4)  # ids < 300: most rows unused
     model = make_tiny_gptneox(vocab_size=VOCAB, hidden=32, layers=2, heads=4, seed=3)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from quanta_core import paper
+from quanta_core.clustering import paper
 
 PUBLISHED_SHA256 = "4f19211cdb9a3d8d488e7b53d2542f637d74cc9103576c5a29e73e066e812db8"
 PUBLISHED_GIT_BLOB = "78329fa5a7964a4b1ac47da16047b28eddea7b1d"  # ERIC-QUANTA-CLUSTERS-GRADIENTS.json

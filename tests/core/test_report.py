@@ -9,11 +9,11 @@ import re
 import numpy as np
 import pytest
 
-from quanta_core.html import json_for_script
-from quanta_core.report import context_windows, page_rows, render_report, report_data, report_page
-from quanta_core.token_bytes import token_bytes_table
+from quanta_core.report.html import json_for_script
+from quanta_core.report.page import context_windows, page_rows, render_report, report_data, report_page
+from quanta_core.report.token_text import token_bytes_table
 
-from report_corpus import TEXTS, all_samples, build_corpus
+from support.report_corpus import TEXTS, all_samples, build_corpus
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,14 @@
-"""The complete samples table next to the report (:mod:`quanta_core.report_table`), against the
+"""The complete samples table next to the report (:mod:`quanta_core.report.table`), against the
 tokenizer's own decoding of each context window."""
 
 import numpy as np
 import pytest
 
-from quanta_core.report import page_rows
-from quanta_core.report_table import TABLE_COLUMNS, samples_table, window_texts
-from quanta_core.token_bytes import token_bytes_table
+from quanta_core.report.page import page_rows
+from quanta_core.report.table import TABLE_COLUMNS, samples_table, window_texts
+from quanta_core.report.token_text import token_bytes_table
 
-from report_corpus import DANGEROUS, all_samples, build_corpus
+from support.report_corpus import DANGEROUS, all_samples, build_corpus
 
 
 @pytest.fixture(scope="module")

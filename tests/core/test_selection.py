@@ -1,12 +1,12 @@
-"""Token selection (quanta_core.selection) against a naive loop."""
+"""Token selection (quanta_core.corpus.selection) against a naive loop."""
 
 import math
 
 import numpy as np
 import pytest
 
+from quanta_core.corpus.selection import TooFewTokensError, select_tokens
 from quanta_core.presets import PAPER_THRESHOLD_BITS
-from quanta_core.selection import TooFewTokensError, select_tokens
 
 
 def naive_select(losses, flags, threshold_bits, skip, num_tokens):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from quanta_core.canonical import CanonicalCorpus, doc_pos_to_index
+from quanta_core.corpus.canonical import CanonicalCorpus, doc_pos_to_index
 from quanta_core.similarity import (
     budget_for_resident,
     original_gradient_computations,
@@ -17,7 +17,7 @@ from quanta_core.similarity import (
     similarity_parameters,
 )
 
-from helpers import make_tiny_gptneox
+from support.helpers import make_tiny_gptneox
 
 LENGTHS = [1024, 300, 2, 1, 700, 50]  # a 1-token document has no predictable token
 

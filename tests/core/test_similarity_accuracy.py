@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from quanta_core.similarity import similarity_matrix
-from quanta_core.similarity.truth import float64_truth, low_loss_gptneox
+
+from support.truth import float64_truth, low_loss_gptneox
 
 
 @pytest.fixture(scope="module", autouse=True)

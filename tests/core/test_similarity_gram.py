@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import make_tiny_gptneox
 
-from quanta_core.canonical import CanonicalCorpus
+from quanta_core.corpus.canonical import CanonicalCorpus
 from quanta_core.similarity import budget_for_resident, plan_memory, similarity_parameters
 from quanta_core.similarity.exact import DenseMatrix, exact
 from quanta_core.similarity.gradients import Targets

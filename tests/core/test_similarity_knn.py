@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from quanta_core.knn import check_knn, knn_from_dense
 from quanta_core.similarity import budget_for_resident, similarity_matrix, similarity_parameters
+from quanta_core.similarity.knn import check_knn, knn_from_dense
 from quanta_core.similarity.tiles import StoredRows, gram_into_sink
 
-from helpers import corpus_from_lengths, make_tiny_gptneox
+from support.helpers import corpus_from_lengths, make_tiny_gptneox
 
 LENGTHS = [300, 120, 2, 90, 64]
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from conftest import make_tiny_gptneox
 
-from quanta_core.canonical import CanonicalCorpus
+from quanta_core.corpus.canonical import CanonicalCorpus
 from quanta_core.similarity import onednn, similarity_matrix, similarity_parameters
 from quanta_core.similarity.gradients import PerTokenGradients, Targets, collate
 from quanta_core.similarity.memory import ReusedHeap

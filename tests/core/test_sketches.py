@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from quanta_core.canonical import CanonicalCorpus
+from quanta_core.corpus.canonical import CanonicalCorpus
 from quanta_core.similarity import similarity_matrix
 from quanta_core.similarity.memory import check_fits, result_bytes
 from quanta_core.similarity.projected import countsketch as reexported
 from quanta_core.similarity.sketches import MAX_DIM, Sketch, countsketch, parse_kind, sketch
 
-from helpers import make_tiny_gptneox
+from support.helpers import make_tiny_gptneox
 
 
 def previous_countsketch(num_parameters, dim, seed, device):

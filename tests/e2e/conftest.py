@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-E2E = Path(__file__).resolve().parent
-sys.path.insert(0, str(E2E))  # cluster_location, cluster_stages, dagster_deployment
 
 
 def _load_local_cluster():
@@ -75,7 +73,7 @@ def redis_broker(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def slurm_deployment(slurm_cluster, tmp_path_factory):
     """``dagster dev`` with ``QUANTA_COMPUTE=slurm`` against the test cluster."""
-    from dagster_deployment import Deployment
+    from support.dagster_deployment import Deployment
 
     deployment = Deployment(tmp_path_factory.mktemp("dagster-slurm"),
                             {"QUANTA_COMPUTE": "slurm", "SLURM_CONF": str(slurm_cluster.slurm_conf)})
@@ -89,9 +87,10 @@ def slurm_deployment(slurm_cluster, tmp_path_factory):
 def local_results(tmp_path, monkeypatch):
     """``local_results(partition)`` → the bytes of ``losses.npy`` and the metadata of a local run."""
     import dagster as dg
-    from cluster_location import partition_dir, tiny_losses, tiny_tokens
 
     from quanta_assets.compute.resource import ComputeResource
+
+    from support.cluster_location import partition_dir, tiny_losses, tiny_tokens
 
     monkeypatch.setenv("QUANTA_CACHE_DIR", str(tmp_path / "local-cache"))
 

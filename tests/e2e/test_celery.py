@@ -12,7 +12,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster_deployment import BIN, REPO, base_env, new_instance_home
+
+from support.dagster_deployment import BIN, REPO, base_env, new_instance_home
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -56,7 +57,7 @@ def celery_workers(redis_broker, tmp_path):
 
 def test_gpu_step_runs_in_the_gpu_worker_with_local_results(celery_workers, local_results):
     env, worker_pids = celery_workers
-    proc = subprocess.run([BIN / "dagster", "asset", "materialize", "-m", "cluster_location", "--select", "*",
+    proc = subprocess.run([BIN / "dagster", "asset", "materialize", "-m", "support.cluster_location", "--select", "*",
                            "--partition", "s1"], check=False, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert 'Submitting celery task for step "tiny_losses" to queue "gpu"' in proc.stderr

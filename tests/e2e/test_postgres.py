@@ -101,7 +101,7 @@ def test_materialization_and_schedule_ticks_are_stored_in_postgres(postgres, tmp
     from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
     from dagster._scheduler.scheduler import launch_scheduled_runs
 
-    import toy_location
+    from support import toy_location
 
     for key, value in postgres.items():
         monkeypatch.setenv(key, value)

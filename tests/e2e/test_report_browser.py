@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from quanta_core.report import render_report, report_page
-from quanta_core.token_bytes import token_bytes_table
+from quanta_core.report.page import render_report, report_page
+from quanta_core.report.token_text import token_bytes_table
 
-from report_corpus import DANGEROUS, all_samples, build_corpus
+from support.report_corpus import DANGEROUS, all_samples, build_corpus
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"

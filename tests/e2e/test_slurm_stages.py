@@ -6,7 +6,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from helpers import cache_resources, corpus_of_documents, make_tiny_gptneox, write_demo_checkpoint
+from support.helpers import cache_resources, corpus_of_documents, make_tiny_gptneox, write_demo_checkpoint
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 PARTITION = dg.MultiPartitionKey({"model": "quanta-demo", "step": "step0"})
@@ -77,7 +77,7 @@ def test_cli_materializes_a_pythia_partition_as_a_slurm_job(slurm_cluster, tmp_p
 
     import zstandard
 
-    from helpers import write_hub_revision
+    from support.helpers import write_hub_revision
 
     hub, pile, home = tmp_path / "hub", tmp_path / "pile.jsonl.zst", tmp_path / "home"
     docs = [{"text": f"def f{i}(x):\n    return x * {i} + {i * i}\n" * (1 + i % 5), "meta": {"pile_set_name": "Github"}}
