@@ -109,7 +109,7 @@ def compare(args, workdir: Path) -> dict:
 
     from quanta_core import store
     from quanta_core.clustering import sparse as knn_clustering
-    from quanta_core.clustering.roads import cluster_similarity
+    from quanta_core.clustering.roads import ClusterOptions, cluster_similarity
     from quanta_core.clustering.spectral import compare_labelings
     from quanta_core.corpus.canonical import CanonicalCorpus
     from quanta_core.corpus.selection import select_tokens
@@ -132,9 +132,9 @@ def compare(args, workdir: Path) -> dict:
     out = {"tokens": len(indices), "clusters": args.compare_clusters,
            "similarity_seconds": round(time.perf_counter() - t)}
     k = args.compare_clusters
-    labels, info = cluster_similarity({"indices": indices, "matrix": matrix}, k)
+    labels, info = cluster_similarity({"indices": indices, "matrix": matrix}, ClusterOptions(k))
     out["exact_road_seconds"] = info["clustering_seconds"]
-    other, _ = cluster_similarity({"indices": indices, "matrix": matrix}, k, random_state=1)
+    other, _ = cluster_similarity({"indices": indices, "matrix": matrix}, ClusterOptions(k, random_state=1))
     out["exact_seed0_vs_seed1"] = {n: round(v, 4) for n, v in compare_labelings(labels, other).items()}
     sparse = {}
     for neighbors in sorted({10, args.neighbors, 100}):
@@ -189,7 +189,7 @@ def synthetic(args) -> dict:
     tile by tile into a :class:`KnnSink`, then the kNN road's clustering — seconds and peak RSS."""
     import torch
 
-    from quanta_core.clustering.roads import cluster_similarity
+    from quanta_core.clustering.roads import ClusterOptions, cluster_similarity
     from quanta_core.clustering.spectral import compare_labelings
     from quanta_core.similarity.knn import KnnSink
     from quanta_core.similarity.tiles import StoredRows, gram_into_sink
@@ -210,7 +210,7 @@ def synthetic(args) -> dict:
     gram_seconds = time.perf_counter() - t
     del stored
     labels, info = cluster_similarity({"indices": np.arange(s), "knn_indices": idx, "knn_cosines": cos},
-                                      args.clusters, n_components=args.components, n_init=args.n_init)
+                                      ClusterOptions(args.clusters, n_components=args.components, n_init=args.n_init))
     return {"tokens": s, "projection_dim": d, "neighbors": args.neighbors,
             "gram_and_topk_seconds": round(gram_seconds, 1),
             "clustering_seconds": info["clustering_seconds"], "embedding_seconds": info["embedding_seconds"],

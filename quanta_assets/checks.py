@@ -32,7 +32,7 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
 def pile_losses_length(context: dg.AssetCheckExecutionContext, pile_losses: np.ndarray, pile_canonical: dict):
     model, _ = model_and_step(context)
     corpus = CanonicalCorpus.from_arrays(pile_canonical)
-    num_documents = context.resources.loss_settings.documents_for(model, corpus.num_documents)
+    num_documents = context.resources.loss_settings.for_model(model, corpus.num_documents)
     expected = int(corpus.starts[num_documents])
     passed = pile_losses.ndim == 1 and len(pile_losses) == expected and pile_losses.dtype == np.float32
     return dg.AssetCheckResult(

@@ -14,12 +14,13 @@ from quanta_assets.code_versions import with_settings_code_version
 from quanta_assets.compute import ComputeResource
 from quanta_assets.compute.executors import executor_for_backend
 from quanta_assets.io_manager import QuantaIOManager
-from quanta_assets.resources import ModelLoader, PileSource, QuantaCache
+from quanta_assets.resources import ModelLoader, QuantaCache
 from quanta_assets.schedules import SCHEDULES, SENSORS
 from quanta_assets.settings import (
     ClusterSettings,
     LearningTimeSettings,
     LossSettings,
+    PileSource,
     ReportSettings,
     ScaleCurveSettings,
     SimilaritySettings,

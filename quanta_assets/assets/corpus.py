@@ -4,7 +4,8 @@ import time
 
 import dagster as dg
 
-from quanta_assets.resources import PileSource, QuantaCache
+from quanta_assets.resources import QuantaCache
+from quanta_assets.settings import PileSource
 from quanta_core.corpus.canonical import build_canonical
 from quanta_core.corpus.pile import read_pile
 from quanta_core.corpus.tokenizer import load_tokenizer

@@ -15,13 +15,11 @@ import pandas as pd
 from quanta_assets.automation import follow_upstream_aggregate
 from quanta_assets.io_manager import by_step
 from quanta_assets.partitions import BY_MODEL, model_partitions
-from quanta_assets.resources import PileSource
-from quanta_assets.settings import TrainingDynamicsSettings
+from quanta_assets.settings import PileSource, TrainingDynamicsSettings
 from quanta_core.learning import dynamics
 from quanta_core.learning.clusters import learned_at_once
 from quanta_core.report import dynamics_page, learning_page
 from quanta_core.report.learning_page import LearningTimesView
-from quanta_core.steps import step_number
 
 _EVERY_STEP = {"partition_mapping": BY_MODEL, "metadata": {"allow_missing_partitions": True}}
 
@@ -53,7 +51,6 @@ def _top_tokens(tokens: pd.DataFrame, count: int, tokenizer_path) -> dict[int, l
 
 def _reference_step(model: str, clusters: dict, settings: TrainingDynamicsSettings) -> str:
     if settings.reference_step is not None:
-        step_number(settings.reference_step)  # a clear error for a malformed name
         if settings.reference_step not in clusters:
             raise FileNotFoundError(f"no quanta_clusters of {model} at the reference step {settings.reference_step} "
                                     f"(materialized: {', '.join(clusters) or 'none'})")
@@ -131,9 +128,6 @@ def quanta_training_dynamics(
     dynamics_settings: TrainingDynamicsSettings,
 ) -> dict:
     model, settings = context.partition_key, dynamics_settings
-    if settings.statistic not in dynamics.STATISTICS:
-        raise ValueError(f"dynamics_settings.statistic must be one of {dynamics.STATISTICS}, "
-                         f"got {settings.statistic!r}")
     clusters, tables = by_step(quanta_clusters), by_step(pile_losses)
     reference = _reference_step(model, clusters, settings)
     indices, labels, tokens = cluster_assignment(clusters[reference], f"{model} {reference}")
@@ -147,7 +141,7 @@ def quanta_training_dynamics(
                      f"over {len(steps)} steps ({steps[0]} … {steps[-1]})")
     started = time.perf_counter()
     curves = dynamics.cluster_loss_curves(indices, labels, tables, progress=_step_progress(context, len(steps)))
-    threshold = settings.threshold_for(model)
+    threshold = settings.for_model(model)
     learned = dynamics.learned_at(curves, threshold, statistic=settings.statistic)
     if reference not in tables:
         raise FileNotFoundError(f"no pile_losses of {model} at the reference step {reference}")

@@ -74,7 +74,7 @@ def token_learning_times(
     steps = list(tables)
     context.log.info(f"{model}: fitting {total:,} tokens over {len(steps)} steps ({steps[0]} … {steps[-1]}), "
                      f"{settings.worker_count()} workers, {settings.chunk_tokens:,} tokens per chunk")
-    fits = fit_learning_times(tables, settings=settings.fit_settings(), chunk_tokens=settings.chunk_tokens,
+    fits = fit_learning_times(tables, settings=settings.for_model(), chunk_tokens=settings.chunk_tokens,
                               workers=settings.worker_count(), progress=RateLog(context.log.info, total, "tokens"))
     fits.summary.update(model=model, min_step=settings.min_step)
     spectrum = learning_time_spectrum(fits, bins=settings.spectrum_bins)
@@ -135,7 +135,7 @@ def token_scale_curves(
     total = len(next(iter(tables.values())))
     context.log.info(f"{family} {step}: fitting {total:,} tokens across {len(tables)} sizes "
                      f"({', '.join(f'{m} {n:,}' for m, n in sorted(sizes.items(), key=lambda kv: kv[1]))})")
-    fits = fit_scale_curves(tables, sizes, settings=settings.fit_settings(), chunk_tokens=settings.chunk_tokens,
+    fits = fit_scale_curves(tables, sizes, settings=settings.for_model(), chunk_tokens=settings.chunk_tokens,
                             workers=settings.worker_count(), progress=RateLog(context.log.info, total, "tokens"))
     missing = [m for m in FAMILIES[family] if m not in tables]
     fits.summary.update(family=family, step=step, models_missing=missing, embeddings=settings.embeddings)

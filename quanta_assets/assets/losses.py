@@ -48,7 +48,7 @@ def pile_losses(
 ) -> dg.MaterializeResult:
     model, step = model_and_step(context)
     corpus = CanonicalCorpus.load(pile_canonical)
-    num_documents = loss_settings.documents_for(model, corpus.num_documents)
+    num_documents = loss_settings.for_model(model, corpus.num_documents)
     wanted = preset_for(model).loss_documents
     if loss_settings.num_documents is None and num_documents < wanted:
         context.log.warning(f"pile_canonical has only {corpus.num_documents} documents: evaluating all of them "

@@ -8,8 +8,7 @@ import dagster as dg
 
 from quanta_assets.automation import follow_upstream
 from quanta_assets.partitions import BY_MODEL, checkpoint_partitions, model_and_step
-from quanta_assets.resources import PileSource
-from quanta_assets.settings import ReportSettings
+from quanta_assets.settings import PileSource, ReportSettings
 from quanta_core.corpus.canonical import CanonicalCorpus
 from quanta_core.corpus.tokenizer import load_tokenizer
 from quanta_core.learning import dynamics

@@ -50,7 +50,7 @@ def quanta_similarity(
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
     model, step = model_and_step(context)
-    settings = similarity_settings
+    selection, options = similarity_settings.for_model(model)
     params = {
         "cache_dir": str(cache.path),
         "model": model,
@@ -59,10 +59,8 @@ def quanta_similarity(
         "losses": str(pile_losses),
         "filters": str(induction_filters),
         "output": str(asset_path(cache.path, "quanta_similarity", model, step)),
-        "selection": settings.selection_for(model),
-        **{name: getattr(settings, name) for name in ("method", "memory_budget_gib", "resident_dtype",
-                                                     "exclude_final_layer_norm", "projection_dim", "seed",
-                                                     "gram_mode", "projection", "neighbors")},
+        "selection": selection.as_dict(),
+        "similarity": options.as_dict(),
         "loader": loader_params(models),
     }
     return compute.run(context, "quanta_similarity", params, model)

@@ -5,9 +5,8 @@ road's ``knn_indices.npy`` int64 ``[S, k]`` and ``knn_cosines.npy`` float32 ``[S
 
 ``params``: ``cache_dir``, ``model``, ``step``, ``corpus``, ``losses``, ``filters`` (stored
 paths of ``pile_canonical``, ``pile_losses``, ``induction_filters``), ``output``, ``selection``
-(``threshold_bits``, ``filter``, ``skip``, ``num_tokens``), ``method``, ``memory_budget_gib``,
-``resident_dtype``, ``exclude_final_layer_norm``, ``projection_dim``, ``projection``, ``seed``,
-``gram_mode``, ``neighbors``, ``loader``.
+(a :class:`~quanta_core.corpus.selection.SelectionOptions` as a dict), ``similarity`` (a
+:class:`~quanta_core.similarity.SimilarityOptions` as a dict), ``loader``.
 """
 
 from __future__ import annotations
@@ -18,36 +17,32 @@ from quanta_assets.stages import md, path
 from quanta_assets.stages.loading import load_model
 from quanta_core import store
 from quanta_core.corpus.canonical import CanonicalCorpus
-from quanta_core.corpus.selection import select_tokens
+from quanta_core.corpus.selection import SelectionOptions, select_tokens
 from quanta_core.progress import RateLog
-from quanta_core.similarity import similarity_matrix
+from quanta_core.similarity import SimilarityOptions, similarity_matrix
 
 
 def select(params: dict) -> tuple[np.ndarray, int]:
     """(selected canonical indices int64 [S], number of candidate tokens)."""
-    chosen = params["selection"]
+    chosen = SelectionOptions(**params["selection"])
     losses = np.asarray(store.read_value(params["losses"]))
     flags = None
-    if chosen["filter"] != "none":
-        flags = np.asarray(store.read_value(params["filters"])[chosen["filter"]])
-    indices = select_tokens(losses, flags, threshold_bits=chosen["threshold_bits"], skip=chosen["skip"],
-                            num_tokens=chosen["num_tokens"], filter_name=chosen["filter"])
+    if chosen.filter != "none":
+        flags = np.asarray(store.read_value(params["filters"])[chosen.filter])
+    indices = select_tokens(losses, flags, threshold_bits=chosen.threshold_bits, skip=chosen.skip,
+                            num_tokens=chosen.num_tokens, filter_name=chosen.filter)
     return indices, len(losses)
 
 
 def _settings_metadata(params: dict) -> dict:
-    projected = params["method"] == "projected"
+    """``setting_<name>`` for every option that shaped the result (sketch options only when projected)."""
+    options = params["similarity"]
+    projected = options["method"] == "projected"
+    unused = () if projected else ("projection_dim", "seed", "projection")
     return {
         **{f"setting_{k}": v for k, v in params["selection"].items()},
-        "setting_method": params["method"],
-        "setting_memory_budget_gib": params.get("memory_budget_gib"),
-        "setting_resident_dtype": params["resident_dtype"],
-        "setting_exclude_final_layer_norm": params["exclude_final_layer_norm"],
-        "setting_projection_dim": params["projection_dim"] if projected else None,
-        "setting_seed": params["seed"] if projected else None,
-        "setting_projection": params.get("projection", "countsketch") if projected else None,
-        "setting_gram_mode": params.get("gram_mode", "ieee"),
-        "setting_neighbors": params.get("neighbors", 0),
+        **{f"setting_{k}": None if k in unused else v for k, v in options.items()
+           if k not in ("max_batch", "batch_tokens", "block_len", "projected_dtype")},
     }
 
 
@@ -79,19 +74,11 @@ def run(params: dict, log) -> dict:
     indices, candidates = select(params)
     corpus = CanonicalCorpus.load(params["corpus"])
     loaded = load_model(params, log)
-    chosen = params["selection"]
+    chosen, options = params["selection"], SimilarityOptions.from_dict(params["similarity"])
     log(f"{params['model']} {params['step']}: {len(indices):,} tokens selected of {candidates:,} (threshold "
         f"{chosen['threshold_bits']:g} bits, filter {chosen['filter']}, skip {chosen['skip']}); method "
-        f"{params['method']} on {loaded.device} ({loaded.dtype})")
-    budget = params.get("memory_budget_gib")
-    result = similarity_matrix(
-        loaded.model, corpus, indices, method=params["method"],
-        memory_budget_bytes=None if budget is None else int(budget * (1 << 30)),
-        exclude_final_layer_norm=params["exclude_final_layer_norm"], resident_dtype=params["resident_dtype"],
-        projection_dim=params["projection_dim"], seed=params["seed"], progress=_progress(log),
-        gram_mode=params.get("gram_mode", "ieee"), neighbors=params.get("neighbors", 0),
-        projection=params.get("projection", "countsketch"),
-    )
+        f"{options.method} on {loaded.device} ({loaded.dtype})")
+    result = similarity_matrix(loaded.model, corpus, indices, options, progress=_progress(log))
     commit = loaded.checkpoint.commit
     loaded.release()
     arrays, summary = _outputs(result, indices.astype(np.int64))

@@ -33,10 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from quanta_core.clustering.eigensolvers import dense_spectral_embedding
+from quanta_core.presets import EIGEN_SOLVER, N_INIT, RANDOM_STATE
 
-N_INIT = 30
-RANDOM_STATE = 0
-EIGEN_SOLVER = "arpack"  # scikit-learn's; "eigh" gives the same labels on our tests (docs/clustering.md)
 PAPER_SLOPE_RANKS = (100, 1000)  # ranks (1-based, inclusive) of the paper's envelope fit
 
 

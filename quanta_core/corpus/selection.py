@@ -1,4 +1,4 @@
-"""Token selection for QDG: which predictable tokens get a gradient (DESIGN.md, from the original).
+"""Token selection for QDG: which predictable tokens get a gradient (docs/design.md, from the original).
 
 A canonical index g is selected when its loss is strictly below the threshold and the chosen
 induction filter does not flag it; of those, in index order, every ``skip``-th is kept, and the
@@ -8,11 +8,32 @@ first ``num_tokens`` of these are the sample. The threshold is given in bits, as
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 FILTERS = ("none", "present_trigram", "present_bigram")
+
+
+@dataclass(frozen=True)
+class SelectionOptions:
+    """Which tokens are selected (:func:`select_tokens`): loss strictly below ``threshold_bits``
+    (bits), not flagged by ``filter`` (one of :data:`FILTERS`), every ``skip``-th, the first
+    ``num_tokens``. A family's defaults: :func:`quanta_core.presets.preset_for`."""
+
+    threshold_bits: float
+    filter: str
+    skip: int
+    num_tokens: int
+
+    def __post_init__(self) -> None:
+        if self.filter not in FILTERS:
+            raise ValueError(f"filter must be one of {FILTERS}, got {self.filter!r}")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 class TooFewTokensError(ValueError):

@@ -29,11 +29,11 @@ import pandas as pd
 from scipy.stats import false_discovery_control
 
 from quanta_core.learning.times import x_to_step
+from quanta_core.presets import ALPHA, LOSS_BINS, MIN_CLUSTER_TOKENS, PERMUTATIONS
 
 TEST_NAME = ("one-sided Monte Carlo permutation test of the IQR of log10(learning step + 1); cluster labels "
              "permuted within reference-loss quantile bins; Benjamini-Hochberg FDR across clusters")
 _BATCH = 64  # permutations at a time
-PERMUTATIONS, LOSS_BINS, MIN_TOKENS, ALPHA = 999, 10, 5, 0.05  # defaults of learned_at_once
 
 
 def _inputs(indices, labels, fits, reference_losses):
@@ -100,7 +100,7 @@ def learned_at_once(
     *,
     loss_bins: int = LOSS_BINS,
     permutations: int = PERMUTATIONS,
-    min_tokens: int = MIN_TOKENS,
+    min_tokens: int = MIN_CLUSTER_TOKENS,
     alpha: float = ALPHA,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, dict]:

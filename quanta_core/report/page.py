@@ -39,6 +39,9 @@ import numpy as np
 import pandas as pd
 
 from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.presets import CONTEXT_AFTER as AFTER
+from quanta_core.presets import CONTEXT_BEFORE as BEFORE
+from quanta_core.presets import MAX_PAGE_BYTES
 from quanta_core.report.charts import rank_frequency_svg
 from quanta_core.report.html import (
     json_for_script,
@@ -50,9 +53,6 @@ from quanta_core.report.html import (
     trusted_html,
 )
 
-BEFORE = 300  # tokens of context before the target (the original's --before)
-AFTER = 0  # tokens after the target (the original's --after)
-MAX_PAGE_BYTES = 16_000_000  # default size budget of the page (bytes): first cluster drawn < 1 s (docs/pipeline.md)
 PAGE_SEED = 0  # seed of the choice of samples of a capped cluster
 SAMPLE_COLUMNS = ("cluster", "index", "document", "position", "token_id", "loss")
 

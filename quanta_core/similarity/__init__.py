@@ -25,6 +25,7 @@ more than a quarter of the memory budget, and multiplies them tile by tile (:mod
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -47,14 +48,13 @@ from quanta_core.similarity.memory import (
     plan_memory,
     result_bytes,
 )
+from quanta_core.similarity.options import METHODS, SimilarityOptions
 from quanta_core.similarity.parameters import final_layer_norm, last_layer_positionwise_modules, similarity_parameters
 from quanta_core.similarity.projected import DEFAULT_PROJECTION_DIM, countsketch, projected
 from quanta_core.similarity.reference import ORIGINAL_BLOCK_LEN, original_gradient_computations, reference
 from quanta_core.similarity.results import MethodRun, Progress, ProgressCallback, SimilarityResult
 from quanta_core.similarity.sketches import KINDS as PROJECTIONS
 from quanta_core.similarity.sketches import Sketch, check_dim, parse_kind
-
-METHODS = ("exact", "projected", "reference")
 
 __all__ = [
     "DEFAULT_PROJECTION_DIM",
@@ -68,6 +68,7 @@ __all__ = [
     "PerTokenGradients",
     "Progress",
     "ProgressCallback",
+    "SimilarityOptions",
     "SimilarityResult",
     "Sketch",
     "budget_for_resident",
@@ -83,10 +84,8 @@ __all__ = [
 ]
 
 
-def _checked(model, method: str, indices, exclude_final_layer_norm: bool):
+def _checked(model, indices, exclude_final_layer_norm: bool):
     """``(indices as int64, similarity parameters)``, or a ValueError saying what is wrong."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     indices = np.asarray(indices, dtype=np.int64)
     if indices.ndim != 1 or len(indices) == 0:
         raise ValueError(f"indices must be a non-empty 1-D array, got shape {indices.shape}")
@@ -121,34 +120,35 @@ def _check_memory(method: str, s: int, neighbors: int, projection_dim: int, budg
     return row_dtype
 
 
-def _run_method(method: str, model, corpus, indices, params, *, memory_budget_bytes, resident_dtype, projection_dim,
-                seed, max_batch, batch_tokens, block_len, progress, gram_mode, neighbors, projected_dtype,
-                projection) -> MethodRun:
+def _run_method(model, corpus, indices, params, o: SimilarityOptions, progress, cuda: bool) -> MethodRun:
     device = params[0][1].device
     targets = Targets.of(corpus, indices)  # also checks the indices (IndexError)
     s = len(indices)
-    if method == "reference":
-        if neighbors:
+    max_batch, batch_tokens = o.max_batch or (32 if cuda else 8), o.batch_tokens or (16384 if cuda else 4096)
+    if o.method == "reference":
+        if o.neighbors:
             raise ValueError("neighbors > 0 (the kNN result) needs method 'exact' or 'projected', not 'reference'")
-        return reference(model, corpus, indices, params, block_len=block_len, progress=progress)
-    if int(neighbors) != neighbors or not 0 <= neighbors < s:
+        return reference(model, corpus, indices, params, block_len=o.block_len, progress=progress)
+    if int(o.neighbors) != o.neighbors or not 0 <= o.neighbors < s:
         raise ValueError(f"neighbors must be 0 (dense matrix) or an integer in 1…{s - 1} for {s:,} tokens, "
-                         f"got {neighbors!r}")
-    if method == "projected":
-        projection_dim = check_dim(projection_dim, parse_kind(projection))
-    budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget(device)
-    row_dtype = _check_memory(method, s, neighbors, projection_dim, budget, projected_dtype)
-    sink = KnnSink(s, neighbors) if neighbors else None
-    if method == "exact":
+                         f"got {o.neighbors!r}")
+    projection_dim = o.projection_dim
+    if o.method == "projected":
+        projection_dim = check_dim(projection_dim, parse_kind(o.projection))
+    budget = o.memory_budget_bytes if o.memory_budget_bytes is not None else default_memory_budget(device)
+    row_dtype = _check_memory(o.method, s, o.neighbors, projection_dim, budget, o.projected_dtype)
+    sink = KnnSink(s, o.neighbors) if o.neighbors else None
+    if o.method == "exact":
         probe = time.perf_counter()
-        run = exact(model, corpus, targets, params, budget=budget, resident_dtype=resident_dtype,
-                    max_batch=max_batch, batch_tokens=batch_tokens, progress=progress, gram_mode=gram_mode, sink=sink)
+        run = exact(model, corpus, targets, params, budget=budget, resident_dtype=o.resident_dtype,
+                    max_batch=max_batch, batch_tokens=batch_tokens, progress=progress, gram_mode=o.gram_mode,
+                    sink=sink)
         run.extra["probe_seconds"] = round(time.perf_counter() - probe - run.gradient_seconds - run.gram_seconds, 4)
         return run
-    run = projected(model, corpus, targets, params, dim=projection_dim, seed=seed, max_batch=max_batch,
-                    batch_tokens=batch_tokens, progress=progress, sink=sink, row_dtype=row_dtype, gram_mode=gram_mode,
-                    projection=projection)
-    run.extra["projection"] = projection
+    run = projected(model, corpus, targets, params, dim=projection_dim, seed=o.seed, max_batch=max_batch,
+                    batch_tokens=batch_tokens, progress=progress, sink=sink, row_dtype=row_dtype,
+                    gram_mode=o.gram_mode, projection=o.projection)
+    run.extra["projection"] = o.projection
     return run
 
 
@@ -156,71 +156,46 @@ def similarity_matrix(
     model: nn.Module,
     corpus: CanonicalCorpus,
     indices: np.ndarray,
+    options: SimilarityOptions | None = None,
     *,
-    method: str = "exact",
-    memory_budget_bytes: int | None = None,
-    exclude_final_layer_norm: bool = False,
-    resident_dtype: str = "auto",
-    projection_dim: int = DEFAULT_PROJECTION_DIM,
-    seed: int = 0,
-    max_batch: int | None = None,
-    batch_tokens: int | None = None,
-    block_len: int = ORIGINAL_BLOCK_LEN,
     progress: ProgressCallback | None = None,
-    gram_mode: str = "ieee",
-    projection: str = "countsketch",
-    neighbors: int = 0,
-    projected_dtype: str = "auto",
+    **fields,
 ) -> SimilarityResult:
     """QDG cosine-similarity matrix of the per-token gradients of ``indices`` (canonical, int64 ``[S]``).
 
     ``model``: a causal LM (GPT-NeoX) on its device, any dtype (float32 for exactness).
-    ``method``: ``exact`` | ``projected`` | ``reference`` (see the package docstring).
-    ``memory_budget_bytes`` (exact): bytes for stored gradients; default 85 % of free GPU memory
-    or 50 % of available RAM. ``resident_dtype`` (exact): ``auto`` (float32 when all fit, else
-    float16) | ``float32`` | ``float16``. ``projection_dim``, ``seed`` (projected).
-    ``max_batch`` / ``batch_tokens``: targets and padded tokens per backward pass (defaults 32 /
-    16,384 on CUDA, 8 / 4,096 on CPU). ``block_len`` (reference): the original's Gram block.
-    ``progress``: called with a :class:`Progress` after each batch.
-    ``gram_mode`` (exact): ``ieee`` (float32 products) | ``3xtf32`` (CUDA tensor cores, see
-    :mod:`.gram`) | ``3xtf32-emulated``. ``projection`` (projected): ``countsketch`` | ``sjlt`` |
-    ``sjlt-<s>`` (:mod:`.sketches`); ``projection_dim`` ≤ 2^18.
-    ``neighbors``: 0 = the dense ``matrix``; k > 0 = only each token's k most similar other tokens
-    (``knn_indices``, ``knn_cosines``; ``matrix`` is None). ``MemoryError`` before any gradient when
-    the result (dense matrix or kNN, projected rows) cannot fit the memory budget.
-    ``projected_dtype`` (projected with ``neighbors``): stored rows ``float32`` | ``float16``
-    (scaled) | ``auto`` (float16 when float32 rows would take over a quarter of the budget).
+    ``options``: how (:class:`SimilarityOptions`: method, memory budget, sketch, neighbors …);
+    keyword ``fields`` replace single fields of it, e.g. ``similarity_matrix(m, c, idx,
+    method="projected")``. ``progress``: called with a :class:`Progress` after each batch.
+    With ``neighbors`` k > 0 the result holds ``knn_indices``, ``knn_cosines`` (``matrix`` is
+    None). ``MemoryError`` before any gradient when the result (dense matrix or kNN, projected
+    rows) cannot fit the memory budget.
     """
-    indices, params = _checked(model, method, indices, exclude_final_layer_norm)
+    o = dataclasses.replace(options or SimilarityOptions(), **fields)
+    indices, params = _checked(model, indices, o.exclude_final_layer_norm)
     device = params[0][1].device
-    cuda = device.type == "cuda"
     was_training = model.training
     model.eval()
     peak = PeakMemory(device)
     started = time.perf_counter()
     try:
         with PrecisionGuard(), ReusedHeap(device.type == "cpu"):
-            run = _run_method(method, model, corpus, indices, params, memory_budget_bytes=memory_budget_bytes,
-                              resident_dtype=resident_dtype, projection_dim=projection_dim, seed=seed,
-                              max_batch=max_batch or (32 if cuda else 8),
-                              batch_tokens=batch_tokens or (16384 if cuda else 4096), block_len=block_len,
-                              progress=progress, gram_mode=gram_mode, neighbors=neighbors,
-                              projected_dtype=projected_dtype, projection=projection)
+            run = _run_method(model, corpus, indices, params, o, progress, device.type == "cuda")
         sync(device)
     finally:
         model.train(was_training)
-    knn = run.matrix if neighbors else None
+    knn = run.matrix if o.neighbors else None
     return SimilarityResult(
-        matrix=None if neighbors else run.matrix.astype(np.float32),
+        matrix=None if o.neighbors else run.matrix.astype(np.float32),
         knn_indices=None if knn is None else knn[0],
         knn_cosines=None if knn is None else knn[1],
         indices=indices,
-        method=method,
+        method=o.method,
         seconds=time.perf_counter() - started,
         peak_memory_bytes=peak.read(),
         num_parameters=sum(p.numel() for _, p in params),
         parameter_names=[n for n, _ in params],
-        exclude_final_layer_norm=exclude_final_layer_norm,
+        exclude_final_layer_norm=o.exclude_final_layer_norm,
         device=str(device),
         **run.fields(),
     )

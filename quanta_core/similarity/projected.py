@@ -10,6 +10,7 @@ import time
 import torch
 
 from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.presets import PROJECTION_DIM
 from quanta_core.similarity.gradients import PerTokenGradients, Targets, collate
 from quanta_core.similarity.gram import sync
 from quanta_core.similarity.results import MethodRun, ProgressCallback, Reporter
@@ -18,7 +19,7 @@ from quanta_core.similarity.tiles import StoredRows, gram_into_sink
 
 __all__ = ["DEFAULT_PROJECTION_DIM", "Sketch", "countsketch", "projected", "sketch"]
 
-DEFAULT_PROJECTION_DIM = 8192
+DEFAULT_PROJECTION_DIM = PROJECTION_DIM
 
 
 def projected(model, corpus: CanonicalCorpus, targets: Targets, params, *, dim: int, seed: int, max_batch: int,

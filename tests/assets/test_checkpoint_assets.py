@@ -14,7 +14,8 @@ REPO = "EleutherAI/pythia-70m"
 
 def _resources(cache_dir, **loader):
     from quanta_assets.compute import ComputeResource
-    from quanta_assets.resources import ModelLoader, PileSource
+    from quanta_assets.resources import ModelLoader
+    from quanta_assets.settings import PileSource
 
     return {**cache_resources(cache_dir), "pile": PileSource(minipile_documents=24), "models": ModelLoader(**loader),
             "compute": ComputeResource()}

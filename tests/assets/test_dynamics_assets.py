@@ -57,8 +57,7 @@ def _materialize(cache, **settings):
 
 
 def _resources(cache, **settings):
-    from quanta_assets.resources import PileSource
-    from quanta_assets.settings import TrainingDynamicsSettings
+    from quanta_assets.settings import PileSource, TrainingDynamicsSettings
 
     return {**cache_resources(cache), "pile": PileSource(), "dynamics_settings": TrainingDynamicsSettings(**settings)}
 

@@ -57,8 +57,7 @@ def _upstream(*names):
 
 
 def _resources(cache, learning=None, dynamics=None):
-    from quanta_assets.resources import PileSource
-    from quanta_assets.settings import LearningTimeSettings, TrainingDynamicsSettings
+    from quanta_assets.settings import LearningTimeSettings, PileSource, TrainingDynamicsSettings
 
     return {**cache_resources(cache), "pile": PileSource(),
             "learning_settings": learning or LearningTimeSettings(workers=1, chunk_tokens=700),

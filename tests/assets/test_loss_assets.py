@@ -167,11 +167,11 @@ def test_blocking_check_stops_downstream(materialized, tmp_path):
 def test_settings_resolve_number_of_documents():
     from quanta_assets.settings import LossSettings
 
-    assert LossSettings().documents_for("quanta-demo", 2000) == 400  # the demo preset
-    assert LossSettings().documents_for("quanta-demo", 300) == 300
-    assert LossSettings().documents_for("pythia-70m", 200_000) == 20_000
-    assert LossSettings().documents_for("pythia-70m", 500) == 500
-    assert LossSettings(num_documents=7).documents_for("pythia-70m", 500) == 7
+    assert LossSettings().for_model("quanta-demo", 2000) == 400  # the demo preset
+    assert LossSettings().for_model("quanta-demo", 300) == 300
+    assert LossSettings().for_model("pythia-70m", 200_000) == 20_000
+    assert LossSettings().for_model("pythia-70m", 500) == 500
+    assert LossSettings(num_documents=7).for_model("pythia-70m", 500) == 7
     with pytest.raises(ValueError, match="has 500 documents"):
-        LossSettings(num_documents=501).documents_for("quanta-demo", 500)
+        LossSettings(num_documents=501).for_model("quanta-demo", 500)
     assert math.isclose(math.log(50_304), 10.826, abs_tol=1e-3)

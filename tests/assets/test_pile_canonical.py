@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from quanta_assets.assets.corpus import pile_canonical
-from quanta_assets.resources import PileSource
+from quanta_assets.settings import PileSource
 from quanta_core.corpus import minipile
 from quanta_core.corpus.pile import read_pile, write_pile
 

@@ -22,8 +22,7 @@ def _materialize_clusters_and_report(cache_dir, corpus, indices, matrix, losses,
     from quanta_assets.assets import clusters as stage
     from quanta_assets.assets.report import quanta_report
     from quanta_assets.partitions import checkpoint_key, checkpoint_partitions, model_partitions
-    from quanta_assets.resources import PileSource
-    from quanta_assets.settings import ClusterSettings, ReportSettings
+    from quanta_assets.settings import ClusterSettings, PileSource, ReportSettings
 
     @dg.asset(name="pile_canonical")
     def pile_canonical() -> dict:
@@ -99,7 +98,8 @@ def test_assets_materialize_through_dagster(cache_dir, corpus, tokenizer):
     assert row.text_before + row.text_target + row.text_after == b"".join(table[i] for i in context).decode()
     meta = result.asset_materializations_for_node("quanta_report")[1].metadata
     assert meta["num_rows"].value == len(tokens)
-    assert ClusterSettings().clusters_for("quanta-demo") == 30 and ClusterSettings().clusters_for("pythia-70m") == 400
+    assert ClusterSettings().for_model("quanta-demo").num_clusters == 30
+    assert ClusterSettings().for_model("pythia-70m").num_clusters == 400
 
 
 def test_cluster_asset_refuses_more_clusters_than_tokens(cache_dir, corpus):
@@ -120,8 +120,7 @@ def test_report_shows_the_dynamics_of_its_step(cache_dir, corpus):
     from quanta_assets.assets.dynamics import quanta_training_dynamics
     from quanta_assets.assets.report import quanta_report
     from quanta_assets.partitions import checkpoint_key, checkpoint_partitions, model_partitions
-    from quanta_assets.resources import PileSource
-    from quanta_assets.settings import ReportSettings, TrainingDynamicsSettings
+    from quanta_assets.settings import PileSource, ReportSettings, TrainingDynamicsSettings
 
     indices = np.arange(0, corpus.num_predictable, 2, dtype=np.int64)
     rng = np.random.default_rng(0)

@@ -123,7 +123,7 @@ def test_settings_that_cannot_fit_fail_early_with_the_numbers(setup):
 
 
 def test_exact_road_reports_the_sparse_road_agreement():
-    from quanta_core.clustering.roads import cluster_similarity
+    from quanta_core.clustering.roads import ClusterOptions, cluster_similarity
     from quanta_core.clustering.spectral import compare_labelings, spectral_clustering
 
     rng = np.random.default_rng(5)
@@ -131,13 +131,13 @@ def test_exact_road_reports_the_sparse_road_agreement():
     x = centres[np.arange(200) % 4] + 0.4 * rng.normal(size=(200, 16))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     matrix = (x @ x.T).astype(np.float32)
-    labels, info = cluster_similarity({"indices": np.arange(200), "matrix": matrix}, 4, compare_neighbors=10,
-                                      knn_eigen_solver="arpack", n_init=5)
+    labels, info = cluster_similarity({"indices": np.arange(200), "matrix": matrix}, ClusterOptions(
+        4, compare_neighbors=10, knn_eigen_solver="arpack", n_init=5))
     np.testing.assert_array_equal(labels, spectral_clustering(matrix, 4, n_init=5))  # scikit-learn's labels
     sparse = knn_spectral_clustering(*knn_from_dense(matrix, 10), 4, eigen_solver="arpack", n_init=5).labels
     assert info["road"] == "exact" and info["knn_vs_exact_neighbors"] == 10
     assert info["knn_vs_exact_ari"] == round(compare_labelings(labels, sparse)["adjusted_rand"], 4) > 0.9
     with pytest.raises(MemoryError, match=r"exact road for 200 tokens needs .* over the budget"):
-        cluster_similarity({"indices": np.arange(200), "matrix": matrix}, 4, memory_budget_bytes=1000)
+        cluster_similarity({"indices": np.arange(200), "matrix": matrix}, ClusterOptions(4, memory_budget_bytes=1000))
     with pytest.raises(ValueError, match="neither matrix.npy nor knn_indices.npy"):
-        cluster_similarity({"indices": np.arange(200)}, 4)
+        cluster_similarity({"indices": np.arange(200)}, ClusterOptions(4))
