@@ -221,9 +221,9 @@ def synthetic(args) -> dict:
 def report_only(args, workdir: Path) -> dict:
     """``quanta_report`` (the real asset) at ``--tokens`` demo tokens × ``--clusters`` Zipf-sized
     clusters: the labels are drawn (the report's cost does not depend on how they were found)."""
-    from quanta_assets.assets.clusters import clusters_table
     from quanta_core import store
     from quanta_core.clustering.spectral import rank_clusters
+    from quanta_core.clustering.tokens import clusters_table
     from quanta_core.corpus.canonical import CanonicalCorpus
     from quanta_core.corpus.selection import select_tokens
     from quanta_core.paths import asset_path

@@ -10,7 +10,8 @@ import warnings
 import dagster as dg
 import numpy as np
 
-from quanta_assets.assets.losses import induction_filters, pile_losses
+from quanta_assets.assets.corpus import induction_filters
+from quanta_assets.assets.losses import pile_losses
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
 from quanta_core.corpus.canonical import CanonicalCorpus
 from quanta_core.presets import PADDED_VOCAB

@@ -29,10 +29,10 @@ from quanta_assets.settings import (
 
 ASSETS = [
     corpus.pile_canonical,
+    corpus.induction_filters,
     checkpoints.quanta_demo_suite,
     checkpoints.model_checkpoint,
     losses.pile_losses,
-    losses.induction_filters,
     similarity.quanta_similarity,
     clusters.quanta_clusters,
     learning.token_learning_times,

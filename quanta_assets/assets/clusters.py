@@ -2,7 +2,6 @@
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 
 from quanta_assets.automation import follow_upstream
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
@@ -10,33 +9,13 @@ from quanta_assets.settings import ClusterSettings
 from quanta_core.clustering import paper
 from quanta_core.clustering import roads as cluster_roads
 from quanta_core.clustering import spectral as clustering
-from quanta_core.corpus.canonical import CanonicalCorpus, index_to_doc_pos
-
-
-def clusters_table(
-    indices: np.ndarray, labels: np.ndarray, corpus: CanonicalCorpus, losses: np.ndarray
-) -> pd.DataFrame:
-    """One row per selected token, in selection order: ``cluster`` (rank), ``index`` (canonical),
-    ``document``, ``position`` (of the target in its document), ``token_id`` (target), ``loss`` (nats)."""
-    indices = np.asarray(indices, dtype=np.int64)
-    if indices.size and indices.max() >= len(losses):
-        raise ValueError(f"selected canonical index {indices.max()} is beyond the loss table ({len(losses)} tokens)")
-    doc, pos = index_to_doc_pos(indices, corpus.starts)
-    return pd.DataFrame(
-        {
-            "cluster": np.asarray(labels, dtype=np.int64),
-            "index": indices,
-            "document": doc.astype(np.int64),
-            "position": pos.astype(np.int64),
-            "token_id": corpus.ids[corpus.offsets[doc] + pos].astype(np.int64),
-            "loss": np.asarray(losses[indices], dtype=np.float32),
-        }
-    )
+from quanta_core.clustering.tokens import clusters_table
+from quanta_core.corpus.canonical import CanonicalCorpus
 
 
 @dg.asset(
     partitions_def=checkpoint_partitions,
-    group_name="quanta",
+    group_name="clusters",
     code_version="1",
     automation_condition=follow_upstream(),
     description=(

@@ -1,12 +1,15 @@
-"""``pile_canonical``: the first N documents of the Pile (or the mini-Pile), tokenized."""
+"""``pile_canonical`` (the first N documents of the Pile or the mini-Pile, tokenized) and
+``induction_filters`` (present-trigram / present-bigram flags over it)."""
 
 import time
 
 import dagster as dg
 
+from quanta_assets.automation import follow_upstream
 from quanta_assets.resources import QuantaCache
 from quanta_assets.settings import PileSource
-from quanta_core.corpus.canonical import build_canonical
+from quanta_core.corpus.canonical import CanonicalCorpus, build_canonical
+from quanta_core.corpus.filters import induction_filters as compute_induction_filters
 from quanta_core.corpus.pile import read_pile
 from quanta_core.corpus.tokenizer import load_tokenizer
 from quanta_core.progress import RateLog
@@ -49,3 +52,38 @@ def pile_canonical(context: dg.AssetExecutionContext, pile: PileSource, cache: Q
         }
     )
     return corpus.to_arrays()
+
+
+@dg.asset(
+    group_name="corpus",
+    code_version="1",
+    automation_condition=follow_upstream(),
+    description=(
+        "Induction filters: per predictable token of the whole pile_canonical, whether plain copying "
+        "could predict it (the original's evaluate_pile_present_*_filter.py). `present_trigram` (the "
+        "paper's filter): token i ≥ 2 of a document whose trigram (t[i−2], t[i−1], t[i]) already "
+        "occurred earlier in the same document; `present_bigram`: same with (t[i−1], t[i]). The first "
+        "predictable token of a document is never flagged. Directory "
+        "`<cache>/corpus/induction_filters/`: `present_trigram.npy`, `present_bigram.npy`, bool [G] "
+        "over the canonical index; their first entries line up with any pile_losses table."
+    ),
+)
+def induction_filters(context: dg.AssetExecutionContext, pile_canonical: dict) -> dict:
+    corpus = CanonicalCorpus.from_arrays(pile_canonical)
+    total = len(corpus.ids)
+    context.log.info(f"induction filters over {total:,} tokens, {corpus.num_documents:,} documents")
+    started = time.perf_counter()
+    flags = compute_induction_filters(corpus, progress=RateLog(context.log.info, total, "tokens of the current pass"))
+    seconds = time.perf_counter() - started
+    share = {name: float(flags[name].mean()) if corpus.num_predictable else 0.0 for name in flags}
+    context.add_output_metadata(
+        {
+            "num_tokens": corpus.num_predictable,
+            "num_documents": corpus.num_documents,
+            "fraction_present_trigram": share["present_trigram"],
+            "fraction_present_bigram": share["present_bigram"],
+            "seconds": round(seconds, 2),
+            "tokens_per_second": round(total / max(seconds, 1e-9)),
+        }
+    )
+    return flags

@@ -10,54 +10,18 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 
 from quanta_assets.automation import follow_upstream_aggregate
 from quanta_assets.io_manager import by_step
 from quanta_assets.partitions import BY_MODEL, model_partitions
 from quanta_assets.settings import PileSource, TrainingDynamicsSettings
+from quanta_core.clustering.tokens import cluster_assignment
 from quanta_core.learning import dynamics
 from quanta_core.learning.clusters import learned_at_once
 from quanta_core.report import dynamics_page, learning_page
 from quanta_core.report.learning_page import LearningTimesView
 
 _EVERY_STEP = {"partition_mapping": BY_MODEL, "metadata": {"allow_missing_partitions": True}}
-
-
-def cluster_assignment(clusters: dict, where: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """(canonical indices int64 [S], cluster ranks int64 [S], tokens table) of a stored
-    ``quanta_clusters`` value (``tokens`` with columns ``index`` and ``cluster``, checked against
-    ``labels``)."""
-    tokens = clusters.get("tokens")
-    if tokens is None or not {"index", "cluster"} <= set(tokens.columns):
-        raise ValueError(f"quanta_clusters of {where} has no tokens table with columns index and cluster")
-    indices = tokens["index"].to_numpy(dtype=np.int64)
-    labels = tokens["cluster"].to_numpy(dtype=np.int64)
-    if "labels" in clusters and not np.array_equal(np.sort(np.asarray(clusters["labels"])), np.sort(labels)):
-        raise ValueError(f"quanta_clusters of {where}: tokens.parquet and labels.npy disagree on the clusters")
-    return indices, labels, tokens
-
-
-def _top_tokens(tokens: pd.DataFrame, count: int, tokenizer_path) -> dict[int, list[str]]:
-    """Cluster → its ``count`` most common target tokens, decoded (untrusted text: escaped later)."""
-    if count <= 0 or "token_id" not in tokens.columns:
-        return {}
-    from quanta_core.corpus.tokenizer import load_tokenizer
-
-    tokenizer = load_tokenizer(tokenizer_path)
-    return {int(cluster): [tokenizer.decode([int(t)]).replace("\n", "⏎") for t in ids.value_counts().head(count).index]
-            for cluster, ids in tokens.groupby("cluster")["token_id"]}
-
-
-def _reference_step(model: str, clusters: dict, settings: TrainingDynamicsSettings) -> str:
-    if settings.reference_step is not None:
-        if settings.reference_step not in clusters:
-            raise FileNotFoundError(f"no quanta_clusters of {model} at the reference step {settings.reference_step} "
-                                    f"(materialized: {', '.join(clusters) or 'none'})")
-        return settings.reference_step
-    if not clusters:
-        raise FileNotFoundError(f"no quanta_clusters for model {model}: materialize it for a step first")
-    return list(clusters)[-1]
 
 
 def _learned_together(context, learning_dir, indices, labels, reference_table, settings: TrainingDynamicsSettings):
@@ -129,7 +93,7 @@ def quanta_training_dynamics(
 ) -> dict:
     model, settings = context.partition_key, dynamics_settings
     clusters, tables = by_step(quanta_clusters), by_step(pile_losses)
-    reference = _reference_step(model, clusters, settings)
+    reference = dynamics.reference_step(model, list(clusters), settings.reference_step)
     indices, labels, tokens = cluster_assignment(clusters[reference], f"{model} {reference}")
     if not tables:
         raise FileNotFoundError(f"no pile_losses for model {model}: materialize it for some steps first")
@@ -152,7 +116,7 @@ def quanta_training_dynamics(
             "reference_default": settings.reference_step is None, "top_tokens": settings.top_tokens}
     page = dynamics_page.render_dynamics_page(
         model, reference, curves, learned, settings=used,
-        top_tokens=_top_tokens(tokens, settings.top_tokens, pile.tokenizer_path),
+        top_tokens=dynamics_page.top_tokens(tokens, settings.top_tokens, pile.tokenizer_path),
         report_href=f"../{reference}/quanta_report.html",
         learning=view, together=None if together is None else (together, together_summary),
     )

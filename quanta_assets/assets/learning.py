@@ -45,7 +45,7 @@ def _fit_metadata(summary: dict) -> dict:
 @dg.asset(
     partitions_def=model_partitions,
     ins={"pile_losses": dg.AssetIn(**_EVERY_STEP)},
-    group_name="dynamics",
+    group_name="learning",
     code_version="1",
     automation_condition=follow_upstream_aggregate(),
     description=(
@@ -109,7 +109,7 @@ def _by_model(partitions: dict) -> dict:
 @dg.asset(
     partitions_def=family_step_partitions,
     ins={"pile_losses": dg.AssetIn(**_EVERY_MODEL), "model_checkpoint": dg.AssetIn(**_EVERY_MODEL)},
-    group_name="dynamics",
+    group_name="learning",
     code_version="1",
     automation_condition=follow_upstream_aggregate(),
     description=(

@@ -43,7 +43,7 @@ SAMPLES_DESCRIPTION = (
 
 @dg.multi_asset(
     partitions_def=checkpoint_partitions,
-    group_name="quanta",
+    group_name="report",
     outs={
         # 4: a size budget (report_settings.max_page_mb), capped samples per cluster
         "quanta_report": dg.AssetOut(code_version="4", description=REPORT_DESCRIPTION,

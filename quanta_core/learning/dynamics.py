@@ -84,6 +84,19 @@ def _gather(table_ref, step: str, indices: np.ndarray, order: np.ndarray) -> tup
     return losses, _whole_mean(table, step, where)
 
 
+def reference_step(model: str, steps_with_clusters: list[str], requested: str | None) -> str:
+    """The step whose clusters are followed: ``requested``, else the latest of
+    ``steps_with_clusters`` (in step order); ``FileNotFoundError`` naming what exists otherwise."""
+    if requested is not None:
+        if requested not in steps_with_clusters:
+            raise FileNotFoundError(f"no quanta_clusters of {model} at the reference step {requested} "
+                                    f"(materialized: {', '.join(steps_with_clusters) or 'none'})")
+        return requested
+    if not steps_with_clusters:
+        raise FileNotFoundError(f"no quanta_clusters for model {model}: materialize it for a step first")
+    return steps_with_clusters[-1]
+
+
 def cluster_loss_curves(
     indices: np.ndarray,
     labels: np.ndarray,

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from quanta_core.corpus.tokenizer import load_tokenizer
 from quanta_core.learning.dynamics import TrainingDynamics, learned_at_histogram, overall_curve
 from quanta_core.report import charts, learning_page
 from quanta_core.report.html import render, svg_markup, trusted_html
@@ -193,3 +194,13 @@ def _learning_sections(learning: LearningTimesView | None, together: tuple[pd.Da
     if together is not None:
         sections.append(learning_page.together_section_html(*together))
     return [trusted_html(fragment) for fragment in sections]
+
+
+def top_tokens(tokens: pd.DataFrame, count: int, tokenizer_path=None) -> dict[int, list[str]]:
+    """Cluster → its ``count`` most common target tokens, decoded (untrusted text: escaped by the
+    page), a newline shown as ⏎. ``tokens``: a clusters table with ``cluster`` and ``token_id``."""
+    if count <= 0 or "token_id" not in tokens.columns:
+        return {}
+    tokenizer = load_tokenizer(tokenizer_path)
+    return {int(cluster): [tokenizer.decode([int(t)]).replace("\n", "⏎") for t in ids.value_counts().head(count).index]
+            for cluster, ids in tokens.groupby("cluster")["token_id"]}

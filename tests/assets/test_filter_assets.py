@@ -15,7 +15,7 @@ from support.helpers import random_documents as _random_docs
 def _materialize(cache_dir, corpus: CanonicalCorpus, filters_value=None):
     """pile_canonical (stand-in returning ``corpus``) + induction_filters (the real asset, or a
     stand-in under its key returning ``filters_value``) + the real length check."""
-    from quanta_assets.assets import losses as stage
+    from quanta_assets.assets import corpus as stage
     from quanta_assets.checks import induction_filters_length
 
     @dg.asset(name="pile_canonical")
