@@ -18,10 +18,8 @@ import numpy as np
 
 from quanta_core.clustering import sparse as knn_clustering
 from quanta_core.clustering import spectral as clustering
-from quanta_core.host_memory import process_peak_bytes
+from quanta_core.host_memory import GIB, process_peak_bytes
 from quanta_core.similarity.knn import knn_from_dense
-
-GIB = 1 << 30
 
 
 def dense_bytes(num_tokens: int) -> int:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from quanta_core.corpus.pile import PileDocument
 from quanta_core.corpus.tokenizer import MAX_TOKENS, tokenize
+from quanta_core.store import read_value
 
 
 def predictable_lengths(num_tokens: np.ndarray) -> np.ndarray:
@@ -102,8 +103,6 @@ class CanonicalCorpus:
     @classmethod
     def load(cls, path) -> CanonicalCorpus:
         """The corpus stored at ``path`` (the ``pile_canonical`` directory; ids memory-mapped)."""
-        from quanta_core.store import read_value
-
         return cls.from_arrays(read_value(path))
 
 
