@@ -26,12 +26,6 @@ FAMILIES: dict[str, list[str]] = {
 current Pythia suite (10 sizes, on the Pile and the deduplicated Pile) and the original ``-v0``
 suite (8 sizes; the one arXiv 2606.29858 fits). ``token_scale_curves`` fits across one family."""
 PYTHIA_MODELS: list[str] = [model for models in FAMILIES.values() for model in models]
-MODELS: list[str] = (
-    [f"pythia-{s}" for s in _SIZES]
-    + [f"pythia-{s}-deduped" for s in _SIZES]
-    + [f"pythia-{s}-v0" for s in _V0_SIZES]
-    + [f"pythia-{s}-deduped-v0" for s in _V0_SIZES]
-)
 MODELS: list[str] = [DEMO_MODEL, *PYTHIA_MODELS]
 
 PADDED_VOCAB = 50_304
@@ -78,11 +72,6 @@ DEMO = Preset(
 """The demo suite is small and trained briefly: few tokens are below 0.1 nats, so it selects at
 1 bit; loss tables cover the first 400 mini-Pile documents (~122k tokens, ~10 s per checkpoint on
 2 CPU cores); 1 nat separates its early (≈ ln 50,304 ≈ 10.8 nats) from its trained loss."""
-
-
-def family_of(model: str) -> str | None:
-    """The size family ``model`` belongs to (a key of :data:`FAMILIES`), or ``None`` (the demo suite)."""
-    return next((family for family, models in FAMILIES.items() if model in models), None)
 
 
 def preset_for(model: str) -> Preset:
