@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from quanta_assets.code_versions import SETTINGS_SEPARATOR, missing_lineage
-from quanta_assets.placement import GPU_POOL
+from quanta_assets.compute.executors import GPU_POOL
 from quanta_assets.settings import SettingsResource
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
