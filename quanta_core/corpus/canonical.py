@@ -1,4 +1,4 @@
-"""The canonical tokenized corpus and its index over predictable tokens (DESIGN.md contract).
+"""The canonical tokenized corpus and its index over predictable tokens (docs/design.md contract).
 
 A document of n tokens has max(n − 1, 0) predictable tokens. The canonical index g runs over
 the predictable tokens of all documents in order (g = 0 is token 1 of document 0). With

@@ -1,4 +1,4 @@
-"""Token selection for QDG: which predictable tokens get a gradient (DESIGN.md, from the original).
+"""Token selection for QDG: which predictable tokens get a gradient (docs/design.md, from the original).
 
 A canonical index g is selected when its loss is strictly below the threshold and the chosen
 induction filter does not flag it; of those, in index order, every ``skip``-th is kept, and the

@@ -273,9 +273,10 @@ def report_page(
 ) -> ReportPage:
     """Render the report as one self-contained HTML page (a :class:`ReportPage`; UTF-8 when written).
 
-    ``samples``: one row per clustered token with columns :data:`~quanta_core.report.samples.SAMPLE_COLUMNS` — ``cluster``
-    (rank, 0 = largest), ``index`` (canonical), ``document``, ``position`` (of the target),
-    ``token_id`` (the target, checked against ``corpus``), ``loss`` (nats).
+    ``samples``: one row per clustered token with columns
+    :data:`~quanta_core.report.samples.SAMPLE_COLUMNS` — ``cluster`` (rank, 0 = largest), ``index``
+    (canonical), ``document``, ``position`` (of the target), ``token_id`` (the target, checked
+    against ``corpus``), ``loss`` (nats).
     ``token_bytes``: raw bytes of every token id (:func:`quanta_core.report.token_text.token_bytes_table`).
     ``before``/``after``: tokens of context shown before/after each target.
     ``max_bytes``: size budget of the page (``None``: none) and ``max_per_cluster``: samples per

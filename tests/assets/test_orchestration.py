@@ -1,6 +1,6 @@
 """Orchestration: campaigns, the backfill schedule, pools, automation conditions, settings-aware
 staleness and the demo's planner — on small throwaway assets with the real partitions, so the
-tests do not depend on the analysis stages (tests/test_definitions.py checks the real graph)."""
+tests do not depend on the analysis stages (tests/assets/test_definitions.py checks the real graph)."""
 
 import json
 import shutil
