@@ -37,6 +37,7 @@ import numpy as np
 
 from quanta_core.clustering import sparse as kc
 from quanta_core.clustering import spectral as clustering
+from quanta_core.host_memory import GIB
 from quanta_core.similarity import knn
 
 from synthetic_quanta import planted_similarity, zipf_sizes
@@ -240,7 +241,7 @@ def section_scale(args, record):
         idx, cos = _knn_of_vectors(x, args.scale_neighbors)
     base = {"samples": S, "clusters": K, "sizes": args.scale_sizes, "neighbors": args.scale_neighbors,
             "knn_seconds": t.wall, "knn_entries_per_second": round(S * S / t.wall),
-            "knn_traced_peak_gib": round(tracemalloc.get_traced_memory()[1] / kc.GIB, 2)}
+            "knn_traced_peak_gib": round(tracemalloc.get_traced_memory()[1] / GIB, 2)}
     print(base, flush=True)
     runs = []
     for config in args.scale_configs.split(","):
@@ -256,8 +257,8 @@ def section_scale(args, record):
                      **{k: v for k, v in result.info.items() if k.endswith("seconds")},
                      "components": result.info["connected_components"],
                      "ari_vs_planted": round(clustering.compare_labelings(result.labels, truth)["adjusted_rand"], 4),
-                     "estimated_peak_gib": round(estimate.peak / kc.GIB, 2),
-                     "traced_peak_gib": round((tracemalloc.get_traced_memory()[1] - held) / kc.GIB, 2),
+                     "estimated_peak_gib": round(estimate.peak / GIB, 2),
+                     "traced_peak_gib": round((tracemalloc.get_traced_memory()[1] - held) / GIB, 2),
                      "peak_rss_gib_so_far": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)})
         print(runs[-1], flush=True)
     record("scale", {**base, "runs": runs})

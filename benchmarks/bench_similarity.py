@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.host_memory import GIB
 from quanta_core.similarity import (
     ORIGINAL_BLOCK_LEN,
     budget_for_resident,
@@ -35,8 +36,6 @@ from quanta_core.similarity import (
     similarity_matrix,
     similarity_parameters,
 )
-
-GIB = 1 << 30
 
 
 def pythia_70m_shape(device: str, seed: int = 0):

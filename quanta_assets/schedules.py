@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from quanta_assets.campaigns import Campaign, load_campaigns
-from quanta_assets.placement import GPU_POOL
+from quanta_assets.compute.executors import GPU_POOL
 
 CAMPAIGN_TAG = "quanta/campaign"
 POOL_TAG = "quanta/pool"

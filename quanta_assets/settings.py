@@ -21,7 +21,7 @@ from quanta_core import presets
 from quanta_core.clustering.roads import ClusterOptions
 from quanta_core.corpus.minipile import DEFAULT_NUM_DOCUMENTS, build_minipile
 from quanta_core.corpus.selection import FILTERS, SelectionOptions
-from quanta_core.host_memory import available_bytes
+from quanta_core.host_memory import GIB, host_budget_bytes
 from quanta_core.learning.fit import FitSettings
 from quanta_core.learning.spectrum import SPECTRUM_BINS
 from quanta_core.learning.times import CHUNK_TOKENS
@@ -29,8 +29,6 @@ from quanta_core.paths import PILE_ENV, corpus_dir
 from quanta_core.presets import preset_for
 from quanta_core.similarity import SimilarityOptions
 from quanta_core.steps import step_number
-
-GIB = 1 << 30
 
 
 def _plain(value: Any) -> Any:
@@ -204,8 +202,7 @@ class ClusterSettings(SettingsResource):
         """The clustering options for ``model`` (k from the family's preset when ``None``)."""
         k = int(self.num_clusters) if self.num_clusters is not None else preset_for(model).num_clusters
         budget = _bytes(self.memory_budget_gib)
-        if budget is None and available_bytes() is not None:
-            budget = available_bytes() // 2
+        budget = host_budget_bytes() if budget is None else budget
         return ClusterOptions(k, n_init=self.n_init, random_state=self.random_state, eigen_solver=self.eigen_solver,
                               knn_eigen_solver=self.knn_eigen_solver, n_components=self.n_components,
                               kmeans=self.kmeans, memory_budget_bytes=budget, compare_neighbors=self.compare_neighbors)

@@ -9,7 +9,8 @@ dependency changed since: for a dependency partition it reads, the materializati
 model), none of them was materialized after it. That is Dagster's own notion of stale ("new
 code version", "new dependency data version"), except that a newer materialization of a
 many-partition dependency counts as a change even when its data version is the same (stricter:
-it can only re-run more). ``tests/assets/test_staleness.py`` compares it with Dagster's resolver.
+it can only re-run more). ``tests/assets/test_orchestration.py`` compares it with Dagster's resolver
+(``test_changing_a_setting_marks_exactly_the_affected_partitions_stale``).
 """
 
 from __future__ import annotations

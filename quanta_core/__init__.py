@@ -5,7 +5,7 @@ Laid out by stage; the facts everything uses stay on top:
   paths, store    the cache layout; how values are stored (npy/parquet/html, no pickle)
   atomic          atomic file writes (temp file + rename)
   progress        throttled progress lines (rate, time left)
-  host_memory     the host's memory figures from /proc (bytes)
+  host_memory     memory facts without torch: GIB, /proc figures, the host budget, check_fits
   corpus/         Pile documents → tokenizer → canonical index → induction filters → selection
   models/         checkpoints by hub revision, the demo suite, per-token losses
   similarity/     per-token gradient cosine similarity (exact, projected, reference; dense or kNN)

@@ -58,18 +58,6 @@ def _write_one(path: Path, value: Any, as_json: bool = False) -> Path:
     return target
 
 
-def written_path(path: str | os.PathLike, value: Any) -> Path:
-    """Where :func:`write_value` puts ``value`` (``path`` plus the suffix for its type)."""
-    path = Path(path)
-    if isinstance(value, dict):
-        return path
-    suffix = {np.ndarray: ".npy", pd.DataFrame: ".parquet", str: ".html"}
-    for kind, ext in suffix.items():
-        if isinstance(value, kind):
-            return path.with_name(path.name + ext)
-    return path.with_name(path.name + ".json")
-
-
 def write_value(path: str | os.PathLike, value: Any) -> Path:
     """Store ``value`` at ``path`` (no suffix; one is added for its type), atomically; a value of
     another type stored there before is removed. Returns the final path."""

@@ -1,5 +1,5 @@
 """Shared fixtures: the offline tokenizer, tiny random GPT-NeoX models, a scratch cache.
-Shared helpers live in tests/helpers.py."""
+Shared helpers live in the package tests/support (``support.helpers``)."""
 
 import os
 

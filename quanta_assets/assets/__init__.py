@@ -1,1 +1,2 @@
-"""Assets, one module per stage. ``definitions.py`` loads every module of this package."""
+"""Assets, one module per stage. ``definitions.py`` lists their assets by hand (``ASSETS``): a new
+module's assets count only once added there."""

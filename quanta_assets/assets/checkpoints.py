@@ -9,8 +9,8 @@ from typing import Optional
 import dagster as dg
 
 from quanta_assets.compute import ComputeResource
+from quanta_assets.compute.executors import GPU_OP_TAGS, GPU_POOL
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
-from quanta_assets.placement import GPU_OP_TAGS, GPU_POOL
 from quanta_assets.resources import ModelLoader, QuantaCache
 from quanta_core.models.checkpoints import check_gptneox_config
 from quanta_core.models.demo_suite import DemoSuiteConfig

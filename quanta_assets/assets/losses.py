@@ -5,8 +5,8 @@ from pathlib import Path
 import dagster as dg
 
 from quanta_assets.compute import ComputeResource
+from quanta_assets.compute.executors import GPU_OP_TAGS, GPU_POOL
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
-from quanta_assets.placement import GPU_OP_TAGS, GPU_POOL
 from quanta_assets.resources import ModelLoader, QuantaCache
 from quanta_assets.settings import LossSettings
 from quanta_assets.stages.loading import loader_params

@@ -7,8 +7,8 @@ import dagster as dg
 
 from quanta_assets.automation import follow_upstream
 from quanta_assets.compute import ComputeResource
+from quanta_assets.compute.executors import GPU_OP_TAGS, GPU_POOL
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
-from quanta_assets.placement import GPU_OP_TAGS, GPU_POOL
 from quanta_assets.resources import ModelLoader, QuantaCache
 from quanta_assets.settings import SimilaritySettings
 from quanta_assets.stages.loading import loader_params

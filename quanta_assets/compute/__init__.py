@@ -4,8 +4,8 @@ default), ``slurm`` (a Slurm job per step through Dagster Pipes) or ``celery`` (
 
 Modules: ``resource`` (``ComputeResource``, what the assets call), ``slurm`` (``sbatch --wait``
 and Slurm's records), ``payload`` (the program a Slurm job runs), ``stage_ref`` (stage name →
-function), ``metadata`` (Pipes-format metadata → Dagster's), ``executors`` (the Celery executor
-and the queue tags).
+function), ``metadata`` (Pipes-format metadata → Dagster's), ``executors`` (the GPU pool,
+the Celery executor and the queue tags).
 
 A Slurm job runs ``python -m quanta_assets.compute.payload``, which must not import Dagster (only
 ``dagster-pipes``); so this ``__init__`` imports nothing itself and loads ``ComputeResource`` on

@@ -1,4 +1,5 @@
-"""The Celery engine: ``dagster-celery``'s executor on a Redis broker, and the queue tags.
+"""Where the GPU-heavy assets run: their Dagster pool ``GPU_POOL``, and the Celery engine
+(``dagster-celery``'s executor on a Redis broker) with its queue tags.
 
 Steps of the GPU-heavy assets carry ``GPU_OP_TAGS`` (queue ``gpu``); every other step goes to the
 queue ``cpu``. Workers: ``dagster-celery worker start -A dagster_celery.app -y scripts/celery-worker.yaml
@@ -11,6 +12,10 @@ import os
 
 import dagster as dg
 
+GPU_POOL = "gpu"
+"""The Dagster pool of the GPU-heavy assets (``quanta_demo_suite``, ``pile_losses``,
+``quanta_similarity``): on one machine, GPU-heavy runs at once (``dagster.yaml``: 1); on a
+cluster, jobs in flight (docs/cluster.md)."""
 CELERY_QUEUE_TAG = "dagster-celery/queue"  # dagster_celery.tags.DAGSTER_CELERY_QUEUE_TAG
 GPU_QUEUE, CPU_QUEUE = "gpu", "cpu"
 GPU_OP_TAGS = {CELERY_QUEUE_TAG: GPU_QUEUE}  # op_tags of quanta_demo_suite, pile_losses, quanta_similarity

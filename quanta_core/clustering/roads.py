@@ -21,11 +21,9 @@ import numpy as np
 from quanta_core.clustering import sparse as knn_clustering
 from quanta_core.clustering import spectral as clustering
 from quanta_core.clustering.eigensolvers import EIGEN_SOLVERS
-from quanta_core.host_memory import process_peak_bytes
+from quanta_core.host_memory import GIB, process_peak_bytes
 from quanta_core.presets import EIGEN_SOLVER, KNN_EIGEN_SOLVER, N_INIT, RANDOM_STATE
 from quanta_core.similarity.knn import knn_from_dense
-
-GIB = 1 << 30
 
 
 @dataclass(frozen=True)

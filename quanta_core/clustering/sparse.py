@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from quanta_core.clustering.spectral import N_INIT, RANDOM_STATE, rank_clusters
+from quanta_core.host_memory import GIB
 from quanta_core.similarity.knn import check_knn
 
 KNN_EIGEN_SOLVERS = ("amg", "lobpcg", "arpack")
 KMEANS_METHODS = ("full", "minibatch")
 MINIBATCH_SIZE = 4096
-GIB = 2**30
 
 
 def knn_affinity(knn_indices: np.ndarray, knn_cosines: np.ndarray):

@@ -1,4 +1,4 @@
-"""The canonical tokenized corpus and its index over predictable tokens (DESIGN.md contract).
+"""The canonical tokenized corpus and its index over predictable tokens (docs/design.md contract).
 
 A document of n tokens has max(n − 1, 0) predictable tokens. The canonical index g runs over
 the predictable tokens of all documents in order (g = 0 is token 1 of document 0). With
@@ -17,6 +17,7 @@ import pandas as pd
 
 from quanta_core.corpus.pile import PileDocument
 from quanta_core.corpus.tokenizer import MAX_TOKENS, tokenize
+from quanta_core.store import read_value
 
 
 def predictable_lengths(num_tokens: np.ndarray) -> np.ndarray:
@@ -102,8 +103,6 @@ class CanonicalCorpus:
     @classmethod
     def load(cls, path) -> CanonicalCorpus:
         """The corpus stored at ``path`` (the ``pile_canonical`` directory; ids memory-mapped)."""
-        from quanta_core.store import read_value
-
         return cls.from_arrays(read_value(path))
 
 

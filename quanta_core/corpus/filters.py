@@ -1,5 +1,5 @@
 """Induction filters: flags for predictable tokens that plain copying from earlier in the document
-could predict (DESIGN.md, from the original's ``evaluate_pile_present_*_filter.py``).
+could predict (docs/design.md, from the original's ``evaluate_pile_present_*_filter.py``).
 
 * **present trigram** (the paper's filter): the token at position i ≥ 2 of a document is flagged
   when the trigram ``(t[i−2], t[i−1], t[i])`` already occurred earlier in the same document

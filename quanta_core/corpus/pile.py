@@ -15,6 +15,8 @@ from pathlib import Path
 
 import zstandard
 
+from quanta_core.atomic import atomic_path
+
 CHUNK_BYTES = 1 << 20
 
 
@@ -108,8 +110,6 @@ def read_pile(path: str | os.PathLike, num_documents: int | None = None) -> Iter
 
 def write_pile(path: str | os.PathLike, documents: list[tuple[str, dict]], level: int = 10) -> Path:
     """Write ``(text, meta)`` pairs as a Pile-format ``.jsonl.zst`` file, atomically."""
-    from quanta_core.atomic import atomic_path
-
     with atomic_path(path, ".zst") as tmp:
         cctx = zstandard.ZstdCompressor(level=level)
         with open(tmp, "wb") as raw, cctx.stream_writer(raw) as out:

@@ -16,7 +16,6 @@ import numpy as np
 from tokenizers import Tokenizer
 
 MAX_TOKENS = 1024  # documents are truncated to their first 1024 tokens (no BOS token)
-PYTHIA_VOCAB_ENTRIES = 50277
 
 
 def offline_tokenizer_path() -> Path:

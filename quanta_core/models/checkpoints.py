@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from quanta_core.atomic import write_bytes
+from quanta_core.corpus.tokenizer import offline_tokenizer_path
 from quanta_core.paths import default_cache_dir, hub_dir
 from quanta_core.presets import DEMO_MODEL
 
@@ -78,8 +80,6 @@ class LoadedCheckpoint:
         path = self.snapshot_dir / "tokenizer.json"
         if path.is_file():
             return path
-        from quanta_core.corpus.tokenizer import offline_tokenizer_path
-
         return offline_tokenizer_path()
 
 
@@ -382,8 +382,6 @@ def write_hub_snapshot(repo_dir: str | os.PathLike, revision: str, files: dict[s
     ``repo_dir`` is a ``models--<owner>--<name>`` folder. Returns the commit. Files are plain
     files (the hub itself uses symlinks into ``blobs/``; both layouts resolve the same way).
     """
-    from quanta_core.atomic import write_bytes
-
     repo_dir = Path(repo_dir)
     commit = content_commit(files)
     snapshot = repo_dir / "snapshots" / commit

@@ -1,6 +1,7 @@
 """Pages: the cluster report, its samples table, the model page, and what they are drawn with.
 
   page           the self-contained HTML cluster report
+  samples        the samples a report shows: columns, check, context windows
   table          the complete samples table of a report (Parquet)
   dynamics_page  the model page and the report's training-dynamics extras
   learning_page  the model page's learning-time sections

@@ -32,15 +32,13 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from quanta_core.corpus.canonical import CanonicalCorpus
-from quanta_core.presets import CONTEXT_AFTER as AFTER
-from quanta_core.presets import CONTEXT_BEFORE as BEFORE
 from quanta_core.presets import MAX_PAGE_BYTES
 from quanta_core.report.charts import rank_frequency_svg
 from quanta_core.report.html import (
@@ -52,9 +50,9 @@ from quanta_core.report.html import (
     template_source,
     trusted_html,
 )
+from quanta_core.report.samples import AFTER, BEFORE, check_samples, context_windows, window_ids
 
 PAGE_SEED = 0  # seed of the choice of samples of a capped cluster
-SAMPLE_COLUMNS = ("cluster", "index", "document", "position", "token_id", "loss")
 
 
 def _b64(array: np.ndarray) -> str:
@@ -63,65 +61,6 @@ def _b64(array: np.ndarray) -> str:
 
 def _b64_length(num_bytes: int) -> int:
     return 4 * ((num_bytes + 2) // 3)
-
-
-def check_samples(samples: pd.DataFrame, corpus: CanonicalCorpus) -> pd.DataFrame:
-    """``samples``' columns :data:`SAMPLE_COLUMNS` (index reset), checked against ``corpus``: a
-    ``ValueError`` naming the first bad sample when ranks, positions or token ids do not fit."""
-    missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
-    if missing:
-        raise ValueError(f"samples table lacks columns {missing}; needs {list(SAMPLE_COLUMNS)}")
-    if len(samples) == 0:
-        raise ValueError("no samples to report")
-    s = samples[list(SAMPLE_COLUMNS)].reset_index(drop=True)
-    ranks = np.unique(s["cluster"].to_numpy())
-    if ranks[0] != 0 or ranks[-1] != len(ranks) - 1:
-        raise ValueError(f"cluster ranks must be 0…K−1 with every rank used, got {len(ranks)} ranks "
-                         f"from {ranks[0]} to {ranks[-1]}")
-    doc, pos = s["document"].to_numpy(np.int64), s["position"].to_numpy(np.int64)
-    if doc.min() < 0 or doc.max() >= corpus.num_documents:
-        raise ValueError(f"sample documents outside the corpus (it has {corpus.num_documents} documents)")
-    lengths = corpus.num_tokens[doc]
-    if np.any(pos < 1) or np.any(pos >= lengths):
-        bad = int(np.flatnonzero((pos < 1) | (pos >= lengths))[0])
-        raise ValueError(f"sample {bad}: position {pos[bad]} is not a predictable token of document "
-                         f"{doc[bad]} ({lengths[bad]} tokens)")
-    actual = corpus.ids[corpus.offsets[doc] + pos]
-    wrong = np.flatnonzero(actual != s["token_id"].to_numpy())
-    if len(wrong):
-        i = int(wrong[0])
-        raise ValueError(f"sample {i}: token_id {s['token_id'][i]} but the corpus has {actual[i]} at document "
-                         f"{doc[i]}, position {pos[i]}: clusters and corpus do not belong together")
-    if not np.all(np.isfinite(s["loss"].to_numpy(np.float64))):
-        raise ValueError("samples table has non-finite losses")
-    return s
-
-
-def context_windows(doc: np.ndarray, pos: np.ndarray, doc_lengths: np.ndarray, before: int, after: int):
-    """Merge the context windows ``[pos − before, pos + after]`` (clipped to each document) of
-    samples into non-overlapping ranges per document.
-
-    Returns ``(ranges, start, end)``: ranges int64 ``[R, 3]`` (document, first token, end token
-    exclusive) and, per sample, the window's ``start``/``end`` (exclusive) as offsets into the
-    concatenation of the ranges (int64 ``[N]``); the target sits at ``start + (pos − lo)``.
-    """
-    doc, pos = np.asarray(doc, np.int64), np.asarray(pos, np.int64)
-    lo = np.maximum(pos - before, 0)
-    hi = np.minimum(pos + after + 1, np.asarray(doc_lengths, np.int64)[doc])
-    order = np.lexsort((lo, doc))
-    d, w, h = doc[order], lo[order], hi[order]  # sorted by (document, window start)
-    big = int(h.max()) + 1
-    reach = np.maximum.accumulate(d * big + h) - d * big  # furthest end so far within the document
-    new = np.ones(len(d), dtype=bool)
-    new[1:] = (d[1:] != d[:-1]) | (w[1:] > reach[:-1])
-    range_id = np.cumsum(new) - 1
-    r_doc, r_lo = d[new], w[new]
-    r_hi = np.maximum.reduceat(h, np.flatnonzero(new))
-    base = np.concatenate([[0], np.cumsum(r_hi - r_lo)])
-    start, end = np.empty_like(lo), np.empty_like(hi)
-    start[order] = base[range_id] + (w - r_lo[range_id])
-    end[order] = base[range_id] + (h - r_lo[range_id])
-    return np.stack([r_doc, r_lo, r_hi], axis=1), start, end
 
 
 def page_rows(cluster: np.ndarray, cap: int | None, seed: int = PAGE_SEED) -> np.ndarray:
@@ -139,19 +78,11 @@ def page_rows(cluster: np.ndarray, cap: int | None, seed: int = PAGE_SEED) -> np
     return np.sort(order[rank < cap]).astype(np.int64)
 
 
-def _window_ids(corpus: CanonicalCorpus, ranges: np.ndarray, chunk: int = 20_000) -> Iterator[np.ndarray]:
-    """The token ids of ``ranges`` (int64 ``[R, 3]``: document, first, end), concatenated, in
-    pieces of ``chunk`` ranges."""
-    for k in range(0, len(ranges), chunk):
-        piece = ranges[k : k + chunk]
-        yield np.concatenate([corpus.ids[corpus.offsets[d] + a : corpus.offsets[d] + b] for d, a, b in piece])
-
-
 def _vocabulary(corpus: CanonicalCorpus, ranges: np.ndarray, token_bytes: Sequence[bytes]) -> tuple[dict, np.ndarray]:
     """The page's ``vocab`` block for the tokens of ``ranges`` (every sample's context), and token
     id → local id (int64 ``[V]``, −1 for tokens not in the vocabulary)."""
     present = np.zeros(len(token_bytes), dtype=bool)
-    for ids in _window_ids(corpus, ranges):
+    for ids in window_ids(corpus, ranges):
         if ids.max() >= len(token_bytes):
             raise ValueError(f"token id {ids.max()} is outside the tokenizer's {len(token_bytes)} tokens")
         present[ids] = True
@@ -201,7 +132,7 @@ def _cluster_entries(s: pd.DataFrame, local_of: np.ndarray, cluster_extras: Mapp
 class _Samples:
     """Every sample, sorted by cluster (stable), with what the page needs of them all."""
 
-    s: pd.DataFrame  # SAMPLE_COLUMNS, sorted by cluster
+    s: pd.DataFrame  # samples.SAMPLE_COLUMNS, sorted by cluster
     rows: np.ndarray  # int64 [N]: row of the given table of each row of ``s``
     data: dict  # the ``quanta-data`` block
     local_of: np.ndarray  # int64 [V]: token id → local id
@@ -241,7 +172,7 @@ def _page_block(p: _Samples, corpus: CanonicalCorpus, rows: np.ndarray, cap: int
     num_tokens = int((ranges[:, 2] - ranges[:, 1]).sum())
     windows = ""
     if encode:
-        local = np.concatenate([p.local_of[ids] for ids in _window_ids(corpus, ranges)])
+        local = np.concatenate([p.local_of[ids] for ids in window_ids(corpus, ranges)])
         windows = _b64(local.astype(f"<u{bits // 8}"))
     block = {
         "windows": windows,
@@ -272,7 +203,7 @@ def report_data(
 ) -> dict:
     """The JSON-able blocks of the page, ``{"data": …, "page": …}`` (see the module docstring),
     with at most ``max_per_cluster`` samples per cluster in the page (``None``: all).
-    ``samples``: one row per sample with columns :data:`SAMPLE_COLUMNS` (cluster = rank,
+    ``samples``: one row per sample with columns :data:`~quanta_core.report.samples.SAMPLE_COLUMNS` (cluster = rank,
     0 = largest; loss in nats). ``table_file``: name of the complete table next to the page."""
     p = _prepare(samples, corpus, token_bytes, before, after, cluster_extras, table_file)
     rows = page_rows(p.s["cluster"].to_numpy(), max_per_cluster)
@@ -342,9 +273,10 @@ def report_page(
 ) -> ReportPage:
     """Render the report as one self-contained HTML page (a :class:`ReportPage`; UTF-8 when written).
 
-    ``samples``: one row per clustered token with columns :data:`SAMPLE_COLUMNS` — ``cluster``
-    (rank, 0 = largest), ``index`` (canonical), ``document``, ``position`` (of the target),
-    ``token_id`` (the target, checked against ``corpus``), ``loss`` (nats).
+    ``samples``: one row per clustered token with columns
+    :data:`~quanta_core.report.samples.SAMPLE_COLUMNS` — ``cluster`` (rank, 0 = largest), ``index``
+    (canonical), ``document``, ``position`` (of the target), ``token_id`` (the target, checked
+    against ``corpus``), ``loss`` (nats).
     ``token_bytes``: raw bytes of every token id (:func:`quanta_core.report.token_text.token_bytes_table`).
     ``before``/``after``: tokens of context shown before/after each target.
     ``max_bytes``: size budget of the page (``None``: none) and ``max_per_cluster``: samples per

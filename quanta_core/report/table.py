@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from quanta_core.corpus.canonical import CanonicalCorpus
-from quanta_core.report.page import AFTER, BEFORE, SAMPLE_COLUMNS, check_samples
+from quanta_core.report.samples import AFTER, BEFORE, SAMPLE_COLUMNS, check_samples
 
 TEXT_COLUMNS = ("text_before", "text_target", "text_after")
 TABLE_COLUMNS = (*SAMPLE_COLUMNS, "in_page", *TEXT_COLUMNS)
@@ -41,7 +41,7 @@ def samples_table(
     in_page: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Every sample (one row each, sorted by cluster; within a cluster in the given order) with
-    columns :data:`TABLE_COLUMNS`: :data:`~quanta_core.report.page.SAMPLE_COLUMNS` (loss in nats),
+    columns :data:`TABLE_COLUMNS`: :data:`~quanta_core.report.samples.SAMPLE_COLUMNS` (loss in nats),
     ``in_page`` (bool: the page holds it; ``in_page`` per row of ``samples``, default all) and the
     text of its context (:func:`window_texts`): up to ``before`` tokens before the target, the
     target, up to ``after`` tokens after it."""

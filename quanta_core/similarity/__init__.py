@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.host_memory import check_fits
 from quanta_core.similarity.exact import BlockSink, DenseMatrix, exact
 from quanta_core.similarity.gradients import PerTokenGradients, Targets
 from quanta_core.similarity.gram import PrecisionGuard, sync
@@ -42,7 +43,6 @@ from quanta_core.similarity.memory import (
     PeakMemory,
     ReusedHeap,
     budget_for_resident,
-    check_fits,
     default_memory_budget,
     free_memory_bytes,
     plan_memory,

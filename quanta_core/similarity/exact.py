@@ -20,7 +20,7 @@ import torch
 
 from quanta_core.corpus.canonical import CanonicalCorpus
 from quanta_core.similarity.gradients import PerTokenGradients, Targets, collate
-from quanta_core.similarity.gram import gram, row_sq_norms, sync, to_fp16_
+from quanta_core.similarity.gram import cosines, gram, row_sq_norms, sync, to_fp16_
 from quanta_core.similarity.memory import plan_memory
 from quanta_core.similarity.results import MethodRun, ProgressCallback, Reporter
 
@@ -68,13 +68,6 @@ class _Blocks:
         self.stage_norm = torch.zeros(plan.stream_tokens, dtype=torch.float64, device=device)
         self.buf = torch.empty(plan.batch_size, p, dtype=torch.float32, device=device) if self.fp16 else None
 
-
-def cosines(products: torch.Tensor, a_norm: torch.Tensor, b_norm: torch.Tensor) -> torch.Tensor:
-    """Dot products of stored rows (float64 ``[m, n]``) divided by the rows' norms; a zero row
-    (norm 0) has cosine 0 with everything, itself included."""
-    one = torch.ones((), dtype=torch.float64, device=products.device)
-    # one division by n_i·n_j (commutative: a symmetric block stays exactly symmetric)
-    return products / torch.outer(torch.where(a_norm > 0, a_norm, one), torch.where(b_norm > 0, b_norm, one))
 
 
 class _Exact:

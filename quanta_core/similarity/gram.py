@@ -178,3 +178,10 @@ def sync(device: torch.device) -> None:
     """Wait for the device's queued work (timings)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+def cosines(products: torch.Tensor, a_norm: torch.Tensor, b_norm: torch.Tensor) -> torch.Tensor:
+    """Dot products of stored rows (float64 ``[m, n]``) divided by the rows' norms; a zero row
+    (norm 0) has cosine 0 with everything, itself included."""
+    one = torch.ones((), dtype=torch.float64, device=products.device)
+    # one division by n_i·n_j (commutative: a symmetric block stays exactly symmetric)
+    return products / torch.outer(torch.where(a_norm > 0, a_norm, one), torch.where(b_norm > 0, b_norm, one))

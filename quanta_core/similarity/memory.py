@@ -1,27 +1,31 @@
-"""Memory for ``exact``: the free memory, the default budget, the peak reached, and the plan of
-resident and streamed gradient blocks that fits a budget."""
+"""Memory of a similarity run on its device: the free memory, the default budget, the peak reached,
+the plan of ``exact``'s resident and streamed gradient blocks that fits a budget, and the bytes of
+what a run keeps besides. Host-only facts (``GIB``, ``check_fits``) are :mod:`quanta_core.host_memory`."""
 
 from __future__ import annotations
 
+import ctypes
 import math
+import resource
 from dataclasses import dataclass
 
 import torch
 
-from quanta_core.host_memory import available_bytes, process_peak_bytes
+from quanta_core.host_memory import HOST_BUDGET_FRACTION, host_free_bytes, process_peak_bytes
+from quanta_core.similarity.knn import KnnSink
+from quanta_core.similarity.tiles import StoredRows, tile_bytes
 
 
 def free_memory_bytes(device: torch.device) -> int:
     """Free memory on ``device``: ``torch.cuda.mem_get_info`` or ``MemAvailable`` of /proc/meminfo."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    available = available_bytes()
-    return 8 << 30 if available is None else available
+    return host_free_bytes()
 
 
 def default_memory_budget(device: torch.device) -> int:
     """85 % of free GPU memory, or 50 % of available RAM on a CPU (often a shared machine)."""
-    return int(free_memory_bytes(device) * (0.85 if device.type == "cuda" else 0.5))
+    return int(free_memory_bytes(device) * (0.85 if device.type == "cuda" else HOST_BUDGET_FRACTION))
 
 
 class PeakMemory:
@@ -47,8 +51,6 @@ class PeakMemory:
         peak = process_peak_bytes()
         if peak is not None:
             return peak
-        import resource
-
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
@@ -133,8 +135,6 @@ class ReusedHeap:
         self.libc = None
         if enabled:
             try:
-                import ctypes
-
                 libc = ctypes.CDLL("libc.so.6")
                 self.libc = libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
             except OSError:
@@ -153,8 +153,6 @@ class ReusedHeap:
             self.libc.malloc_trim(0)
 
 
-GIB = 1 << 30
-
 
 def result_bytes(num_tokens: int, neighbors: int, dim: int | None = None, row_dtype: str = "float32",
                  tile: int = 2048) -> dict[str, int]:
@@ -162,9 +160,6 @@ def result_bytes(num_tokens: int, neighbors: int, dim: int | None = None, row_dt
     ``neighbors == 0``: the dense matrix (float64 ``[S, S]`` while built, float32 copy returned);
     ``neighbors > 0``: the kNN sink (:class:`quanta_core.similarity.knn.KnnSink`); ``dim`` (``projected``):
     the stored projected rows (float64 ``[S, dim]`` for the dense matrix) and (kNN) one Gram tile."""
-    from quanta_core.similarity.knn import KnnSink
-    from quanta_core.similarity.tiles import StoredRows, tile_bytes
-
     s = int(num_tokens)
     if neighbors:
         parts = {"knn": KnnSink.bytes_needed(s, neighbors)}
@@ -177,17 +172,3 @@ def result_bytes(num_tokens: int, neighbors: int, dim: int | None = None, row_dt
             parts["projected_rows"] = s * int(dim) * 8
     return parts
 
-
-def check_fits(parts: dict[str, int], budget_bytes: int, what: str, hint: str,
-               limit_name: str = "the memory budget") -> None:
-    """``MemoryError`` naming the parts, their sum and the limit when they exceed ``budget_bytes``."""
-    need = sum(parts.values())
-    if need > budget_bytes:
-        detail = ", ".join(f"{k.replace('_', ' ')} {format_bytes(v)}" for k, v in parts.items())
-        raise MemoryError(f"{what} needs {format_bytes(need)} ({detail}), over {limit_name} of "
-                          f"{format_bytes(budget_bytes)}; {hint}")
-
-
-def format_bytes(n: int) -> str:
-    """``"1.25 GiB"``, or MiB below 0.1 GiB."""
-    return f"{n / GIB:.2f} GiB" if n >= GIB // 10 else f"{n / (1 << 20):.2f} MiB"

@@ -23,6 +23,9 @@ import math
 
 import torch
 
+from quanta_core.host_memory import check_fits
+from quanta_core.similarity.memory import free_memory_bytes
+
 KINDS = ("countsketch", "sjlt")
 MAX_DIM = 1 << 18
 DEFAULT_SJLT_NONZEROS = 4
@@ -92,8 +95,6 @@ class Sketch:
         self.kind, self.nonzeros = kind, parse_kind(kind)
         self.dim, self.num_parameters, self.seed = check_dim(dim, self.nonzeros), int(num_parameters), int(seed)
         if self.nonzeros > 1:  # the tables must fit next to the gradients
-            from quanta_core.similarity.memory import check_fits, free_memory_bytes
-
             check_fits({"projection_tables": self.nonzeros * self.num_parameters * 12},
                        free_memory_bytes(torch.device(device)), f"the {kind} projection",
                        "use fewer nonzeros (sjlt-<s>) or countsketch", limit_name="the free memory")

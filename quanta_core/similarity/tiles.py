@@ -3,7 +3,7 @@ square tiles of the upper triangle, each tile's cosines handed to a sink (:class
 — so a sink like :class:`quanta_core.similarity.knn.KnnSink` never needs an ``[S, S]`` array.
 
 Every stored row keeps the L2 norm of its *stored* values (float64), and a tile's products are
-divided by those norms (:func:`.exact.cosines`): float16 rows scaled as in :func:`.gram.to_fp16_`
+divided by those norms (:func:`.gram.cosines`): float16 rows scaled as in :func:`.gram.to_fp16_`
 are normalized directions up to a power of two, and only their rounding (~2⁻¹¹ relative per
 element, ~1e-4 on a cosine) remains.
 """
@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from quanta_core.similarity.gram import gram, row_sq_norms, to_fp16_
+from quanta_core.similarity.gram import cosines, gram, row_sq_norms, to_fp16_
 
 TILE_ROWS = {"cpu": 2048, "cuda": 8192}
 """Rows per tile side by device type: a tile's float64 products are ``8·t²`` bytes."""
@@ -58,8 +58,6 @@ def gram_into_sink(stored: StoredRows, sink, *, tile: int | None = None, mode: s
     """Cosines of all pairs of stored rows, tile by tile of the upper triangle, into ``sink``
     (diagonal tiles with ``rows is cols``). ``progress(tiles_done, tiles_total)`` after each tile.
     Returns the number of rows whose stored norm is 0 (cosine 0 with everything)."""
-    from quanta_core.similarity.exact import cosines
-
     s = stored.rows.shape[0]
     tile = int(tile or TILE_ROWS.get(stored.rows.device.type, 2048))
     positions = np.arange(s, dtype=np.int64)

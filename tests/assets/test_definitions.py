@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from quanta_assets.code_versions import SETTINGS_SEPARATOR, missing_lineage
-from quanta_assets.placement import GPU_POOL
+from quanta_assets.compute.executors import GPU_POOL
 from quanta_assets.settings import SettingsResource
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -23,7 +23,7 @@ FOLLOWERS = {"induction_filters", "quanta_similarity", "quanta_clusters", "quant
              "quanta_training_dynamics",
              "token_learning_times", "token_scale_curves"}
 EXPECTED = {"pile_canonical", "induction_filters", "model_checkpoint", "pile_losses", "quanta_similarity",
-            "quanta_clusters", "quanta_report"}  # DESIGN.md's contract keys (+ the checkpoint asset)
+            "quanta_clusters", "quanta_report"}  # docs/design.md's contract keys (+ the checkpoint asset)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Orchestration: campaigns, the backfill schedule, pools, automation conditions, settings-aware
 staleness and the demo's planner — on small throwaway assets with the real partitions, so the
-tests do not depend on the analysis stages (tests/test_definitions.py checks the real graph)."""
+tests do not depend on the analysis stages (tests/assets/test_definitions.py checks the real graph)."""
 
 import json
 import shutil
@@ -14,9 +14,9 @@ from dagster._core.test_utils import create_run_for_test
 
 from quanta_assets.campaigns import Campaign, campaign_from_dict, load_campaigns
 from quanta_assets.code_versions import base_code_version, settings_digest
+from quanta_assets.compute.executors import GPU_POOL
 from quanta_assets.demo import SKIPPED_PARTITIONS, plan_runs, skipped_assets
 from quanta_assets.partitions import checkpoint_key, family_step_partitions, model_partitions
-from quanta_assets.placement import GPU_POOL
 from quanta_assets.schedules import CAMPAIGN_TAG, POOL_TAG, campaign_progress, campaign_schedule
 from quanta_assets.settings import SettingsResource
 from quanta_assets.staleness import stale_reason

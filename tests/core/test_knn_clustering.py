@@ -8,6 +8,7 @@ import pytest
 
 from quanta_core.clustering import sparse as kc
 from quanta_core.clustering import spectral as qc
+from quanta_core.host_memory import GIB
 from quanta_core.similarity import knn
 
 from support.helpers import planted_cosines
@@ -71,7 +72,7 @@ def test_memory_budget_fails_early_with_the_numbers():
                                           r".*over the budget of 0\.00 GiB"):
         kc.knn_spectral_clustering(idx, cos, 4, memory_budget_bytes=1000)
     big = kc.estimate_memory(100_000, 30, 400, 4000)
-    assert 1 * kc.GIB < big.peak < 8 * kc.GIB  # the target size fits 8 GiB
+    assert 1 * GIB < big.peak < 8 * GIB  # the target size fits 8 GiB
     assert kc.estimate_memory(100_000, 30, 4000, 4000).peak > big.peak
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from quanta_core.report.html import json_for_script
-from quanta_core.report.page import context_windows, page_rows, render_report, report_data, report_page
+from quanta_core.report.page import page_rows, render_report, report_data, report_page
+from quanta_core.report.samples import context_windows
 from quanta_core.report.token_text import token_bytes_table
 
 from support.report_corpus import TEXTS, all_samples, build_corpus

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.host_memory import check_fits
 from quanta_core.similarity import similarity_matrix
-from quanta_core.similarity.memory import check_fits, result_bytes
+from quanta_core.similarity.memory import result_bytes
 from quanta_core.similarity.projected import countsketch as reexported
 from quanta_core.similarity.sketches import MAX_DIM, Sketch, countsketch, parse_kind, sketch
 

@@ -11,8 +11,8 @@ import dagster as dg
 from quanta_assets.automation import follow_upstream, follow_upstream_aggregate
 from quanta_assets.campaigns import Campaign
 from quanta_assets.code_versions import with_settings_code_version
+from quanta_assets.compute.executors import GPU_POOL
 from quanta_assets.partitions import FAMILY_MODELS, checkpoint_partitions, family_step_partitions, model_partitions
-from quanta_assets.placement import GPU_POOL
 from quanta_assets.schedules import campaign_schedule
 from quanta_assets.settings import SettingsResource
 
