@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 
 from quanta_core.corpus.canonical import CanonicalCorpus
+from quanta_core.presets import CONTEXT_AFTER as AFTER
+from quanta_core.presets import CONTEXT_BEFORE as BEFORE
 from quanta_core.presets import MAX_PAGE_BYTES
 from quanta_core.report.charts import rank_frequency_svg
 from quanta_core.report.html import (
@@ -50,7 +52,7 @@ from quanta_core.report.html import (
     template_source,
     trusted_html,
 )
-from quanta_core.report.samples import AFTER, BEFORE, check_samples, context_windows, window_ids
+from quanta_core.report.samples import check_samples, context_windows, window_ids
 
 PAGE_SEED = 0  # seed of the choice of samples of a capped cluster
 

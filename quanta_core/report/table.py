@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from quanta_core.corpus.canonical import CanonicalCorpus
-from quanta_core.report.samples import AFTER, BEFORE, SAMPLE_COLUMNS, check_samples
+from quanta_core.presets import CONTEXT_AFTER as AFTER
+from quanta_core.presets import CONTEXT_BEFORE as BEFORE
+from quanta_core.report.samples import SAMPLE_COLUMNS, check_samples
 
 TEXT_COLUMNS = ("text_before", "text_target", "text_after")
 TABLE_COLUMNS = (*SAMPLE_COLUMNS, "in_page", *TEXT_COLUMNS)
