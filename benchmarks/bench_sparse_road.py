@@ -61,13 +61,14 @@ def run_stage(stage: str, config: dict) -> None:
 
     from quanta_assets import settings as s
     from quanta_assets.code_versions import with_settings_code_version
-    from quanta_assets.definitions import ASSETS, default_resources
+    from quanta_assets.definitions import SHARED_ASSETS, default_resources, study_assets
     from quanta_assets.partitions import checkpoint_key
+    from quanta_assets.studies import DEFAULT_STUDY
 
     classes = {"loss_settings": s.LossSettings, "similarity_settings": s.SimilaritySettings,
                "cluster_settings": s.ClusterSettings}
     resources = {**default_resources(), **{k: classes[k](**v) for k, v in config.items()}}
-    assets = [with_settings_code_version(a, resources) for a in ASSETS]
+    assets = [with_settings_code_version(a, resources) for a in [*SHARED_ASSETS, *study_assets(DEFAULT_STUDY)]]
     started = time.perf_counter()
     result = dg.materialize(assets, selection=[stage], partition_key=checkpoint_key(MODEL, STEP),
                             resources=resources, instance=dg.DagsterInstance.get())

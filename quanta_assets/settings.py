@@ -148,6 +148,8 @@ class SimilaritySettings(SettingsResource):
     seed: int = Field(0, description="projected: seed of the sketch.")
     gram_mode: Literal["ieee", "3xtf32", "3xtf32-emulated"] = Field("ieee", description=(
         "Gram products: ieee (float32, summed in float64) | 3xtf32 (CUDA tensor cores, split in three)."))
+    absolute_gradients: bool = Field(False, description=(
+        "True: cosines of the element-wise |gradient|, the paper's second matrix C_abs = |G||G|ᵀ (exact, projected)."))
     neighbors: int = Field(0, ge=0, description=(
         "0: the dense S × S matrix; k > 0: the sparse road, only each token's k most similar tokens (large S)."))
 
@@ -160,9 +162,9 @@ class SimilaritySettings(SettingsResource):
 
     @model_validator(mode="after")
     def _neighbors_need_exact_or_projected(self):
-        if self.neighbors and self.method == "reference":
-            raise ValueError(f"similarity_settings.neighbors = {self.neighbors} needs method exact or projected, "
-                             "not reference")
+        if (self.neighbors or self.absolute_gradients) and self.method == "reference":
+            raise ValueError(f"similarity_settings.neighbors = {self.neighbors} / absolute_gradients = "
+                             f"{self.absolute_gradients} need method exact or projected, not reference")
         return self
 
     def for_model(self, model: str) -> tuple[SelectionOptions, SimilarityOptions]:
@@ -174,7 +176,7 @@ class SimilaritySettings(SettingsResource):
             method=self.method, memory_budget_bytes=_bytes(self.memory_budget_gib),
             exclude_final_layer_norm=self.exclude_final_layer_norm, resident_dtype=self.resident_dtype,
             projection_dim=self.projection_dim, projection=self.projection, seed=self.seed,
-            gram_mode=self.gram_mode, neighbors=self.neighbors)
+            gram_mode=self.gram_mode, neighbors=self.neighbors, absolute_gradients=self.absolute_gradients)
         return SelectionOptions(**chosen), options
 
 

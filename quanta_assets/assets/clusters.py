@@ -1,24 +1,20 @@
-"""``quanta_clusters`` (per checkpoint): spectral clustering of the similarity (dense matrix or kNN graph)."""
+"""``quanta_clusters`` (per checkpoint; one per study): spectral clustering of the similarity
+(dense matrix or kNN graph)."""
 
 import dagster as dg
 import numpy as np
 
 from quanta_assets.automation import follow_upstream
+from quanta_assets.code_versions import require_declared_settings
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
-from quanta_assets.settings import ClusterSettings
+from quanta_assets.studies import DEFAULT_STUDY, Study
 from quanta_core.clustering import paper
 from quanta_core.clustering import roads as cluster_roads
 from quanta_core.clustering import spectral as clustering
-from quanta_core.clustering.tokens import clusters_table
+from quanta_core.clustering.tokens import clusters_digest, clusters_table
 from quanta_core.corpus.canonical import CanonicalCorpus
 
-
-@dg.asset(
-    partitions_def=checkpoint_partitions,
-    group_name="clusters",
-    code_version="1",
-    automation_condition=follow_upstream(),
-    description=(
+DESCRIPTION = (
         "Candidate quanta: spectral clustering of the QDG similarity (affinity 1 − arccos(C)/π). From "
         "`matrix.npy` (the exact road): scikit-learn SpectralClustering's labels (precomputed affinity, "
         "k-means, n_init 30, random_state 0; k = 400 for Pythia; cluster_settings.eigen_solver arpack = "
@@ -31,43 +27,67 @@ from quanta_core.corpus.canonical import CanonicalCorpus
         "index = canonical index, document, position, token_id of the target, loss in nats). On the "
         "partition the paper clustered (pythia-70m-v0|step143000, 10,000 tokens), the metadata adds the ARI "
         "and NMI against the paper's published labels for the same k (paper_adjusted_rand, paper_nmi)."
-    ),
 )
-def quanta_clusters(
-    context: dg.AssetExecutionContext,
-    quanta_similarity: dict,
-    pile_canonical: dict,
-    pile_losses: np.ndarray,
-    cluster_settings: ClusterSettings,
-) -> dict:
-    model, step = model_and_step(context)
-    indices = np.asarray(quanta_similarity["indices"], dtype=np.int64)
-    options = cluster_settings.for_model(model)
-    k = options.num_clusters
-    road = "sparse (kNN graph)" if "knn_indices" in quanta_similarity else "exact (dense matrix)"
-    context.log.info(f"spectral clustering of {len(indices):,} tokens into {k} clusters, {road} road "
-                     f"(n_init={options.n_init}, random_state={options.random_state})")
-    try:
-        labels, info = cluster_roads.cluster_similarity(quanta_similarity, options, progress=context.log.info)
-    except ValueError as error:
-        raise ValueError(f"quanta_similarity of {model} {step}: {error}") from error
-    table = clusters_table(indices, labels, CanonicalCorpus.from_arrays(pile_canonical), np.asarray(pile_losses))
-    sizes = clustering.cluster_sizes(labels)
-    context.add_output_metadata(
-        {
-            "num_tokens": len(indices),
-            "num_clusters": k,
-            "n_init": cluster_settings.n_init,
-            "random_state": cluster_settings.random_state,
-            **{name: value for name, value in info.items() if name not in ("num_tokens", "num_clusters", "n_init")},
-            "largest_clusters": dg.MetadataValue.json(sizes[:10].tolist()),
-            "median_cluster_size": float(np.median(sizes)),
-            "smallest_cluster_size": int(sizes[-1]),
-            "singleton_clusters": int((sizes == 1).sum()),
-            **_paper_agreement(model, step, labels, k),
-        }
+
+
+def clusters_asset(study: Study = DEFAULT_STUDY) -> dg.AssetsDefinition:
+    """``quanta_clusters`` of ``study`` (its key prefix, its similarity, its ``cluster_settings``)."""
+    settings_key = study.resource_key("cluster_settings")
+
+    @dg.asset(
+        name="quanta_clusters",
+        key_prefix=study.key_prefix,
+        partitions_def=checkpoint_partitions,
+        ins={"quanta_similarity": dg.AssetIn(key=[*study.key_prefix, "quanta_similarity"]),
+             "pile_canonical": dg.AssetIn(key="pile_canonical"), "pile_losses": dg.AssetIn(key="pile_losses")},
+        required_resource_keys={settings_key},
+        group_name=study.group("clusters"),
+        code_version="1",
+        automation_condition=follow_upstream(),
+        description=DESCRIPTION + study.note(),
     )
-    return {"labels": labels, "tokens": table}
+    def quanta_clusters(
+        context: dg.AssetExecutionContext,
+        quanta_similarity: dict,
+        pile_canonical: dict,
+        pile_losses: np.ndarray,
+    ) -> dict:
+        require_declared_settings(context)
+        model, step = model_and_step(context)
+        indices = np.asarray(quanta_similarity["indices"], dtype=np.int64)
+        options = getattr(context.resources, settings_key).for_model(model)
+        k = options.num_clusters
+        road = "sparse (kNN graph)" if "knn_indices" in quanta_similarity else "exact (dense matrix)"
+        context.log.info(f"spectral clustering of {len(indices):,} tokens into {k} clusters, {road} road "
+                         f"(n_init={options.n_init}, random_state={options.random_state})")
+        try:
+            labels, info = cluster_roads.cluster_similarity(quanta_similarity, options, progress=context.log.info)
+        except ValueError as error:
+            raise ValueError(f"quanta_similarity of {model} {step}: {error}") from error
+        table = clusters_table(indices, labels, CanonicalCorpus.from_arrays(pile_canonical), np.asarray(pile_losses))
+        sizes = clustering.cluster_sizes(labels)
+        context.add_output_metadata(
+            {
+                "num_tokens": len(indices),
+                "num_clusters": k,
+                "n_init": options.n_init,
+                "random_state": options.random_state,
+                **{name: value for name, value in info.items()
+                   if name not in ("num_tokens", "num_clusters", "n_init")},
+                "clusters_digest": clusters_digest(indices, labels),
+                "largest_clusters": dg.MetadataValue.json(sizes[:10].tolist()),
+                "median_cluster_size": float(np.median(sizes)),
+                "smallest_cluster_size": int(sizes[-1]),
+                "singleton_clusters": int((sizes == 1).sum()),
+                **_paper_agreement(model, step, labels, k),
+            }
+        )
+        return {"labels": labels, "tokens": table}
+
+    return quanta_clusters
+
+
+quanta_clusters = clusters_asset()
 
 
 def _paper_agreement(model: str, step: str, labels: np.ndarray, k: int) -> dict:

@@ -1,4 +1,4 @@
-"""``quanta_training_dynamics`` (per model): the clusters of one checkpoint followed across training.
+"""``quanta_training_dynamics`` (per model; one per study): the clusters of one checkpoint followed across training.
 
 Its inputs are every step of the model, through the IO manager: each step's ``pile_losses``
 (memory-mapped, read lazily one step at a time) and each step's ``quanta_clusters`` (the
@@ -12,10 +12,12 @@ import dagster as dg
 import numpy as np
 
 from quanta_assets.automation import follow_upstream_aggregate
+from quanta_assets.code_versions import require_declared_settings
 from quanta_assets.io_manager import by_step
 from quanta_assets.partitions import BY_MODEL, model_partitions
-from quanta_assets.settings import PileSource, TrainingDynamicsSettings
-from quanta_core.clustering.tokens import cluster_assignment
+from quanta_assets.settings import TrainingDynamicsSettings
+from quanta_assets.studies import DEFAULT_STUDY, Study
+from quanta_core.clustering.tokens import cluster_assignment, clusters_digest
 from quanta_core.learning import dynamics
 from quanta_core.learning.clusters import learned_at_once
 from quanta_core.report import dynamics_page, learning_page
@@ -55,43 +57,59 @@ def _together_metadata(view, summary) -> dict:
     }
 
 
-@dg.asset(
-    partitions_def=model_partitions,
-    ins={
-        "quanta_clusters": dg.AssetIn(**_EVERY_STEP),
-        "pile_losses": dg.AssetIn(**_EVERY_STEP),
-        # the model's token learning times (optional): the spectrum and the learned-at-once test
-        "token_learning_times": dg.AssetIn(metadata={"allow_missing_partitions": True, "as_path": True}),
-    },
-    group_name="dynamics",
-    code_version="2",
-    automation_condition=follow_upstream_aggregate(),
-    description=(
-        "Quanta across training. The clusters of a reference checkpoint (setting; default the latest "
-        "step with quanta_clusters) followed through every checkpoint of the model whose pile_losses "
-        "exist. Directory `<cache>/<model>/quanta_training_dynamics/`: `curves.parquet` (one row per "
-        "step × cluster: step, step_number, cluster, n, mean, median, q25, q75 of the cluster's token "
-        "losses in nats, overall_mean = mean loss of the whole table at that step), `learned_at.parquet` "
-        "(one row per cluster: learned_at step name or null, learned_at_step, first_loss, last_loss, "
-        "threshold_nats, statistic; a cluster is learned at the first step from which its mean loss "
-        "stays strictly below the threshold at every later step), `summary.json` (reference step, "
-        "steps, settings) and `page.html` (the model page: distribution of learned-at steps, the learning-time "
-        "spectrum, the learned-at-once test and a sortable table of clusters with loss-over-training "
-        "sparklines). With token_learning_times of the model: `learned_together.parquet` (per cluster: n, n_fit, "
-        "tested, median_step, iqr and null_iqr_median in decades, ratio, p_value, q_value, tighter) and "
-        "`learned_together_summary.json` — are a cluster's tokens learned more tightly together than random "
-        "groups of the same size and loss? (stratified permutation test, Benjamini–Hochberg across clusters)."
-    ),
+DESCRIPTION = (
+    "Quanta across training. The clusters of a reference checkpoint (setting; default the latest step with "
+    "quanta_clusters) followed through every checkpoint of the model whose pile_losses exist. Directory "
+    "`<cache>/<model>/quanta_training_dynamics/`: `curves.parquet` (one row per step × cluster: step, step_number, "
+    "cluster, n, mean, median, q25, q75 of the cluster's token losses in nats, overall_mean = mean loss of the "
+    "whole table at that step), `learned_at.parquet` (one row per cluster: learned_at step name or null, "
+    "learned_at_step, first_loss, last_loss, threshold_nats, statistic; a cluster is learned at the first step from"
+    " which its mean loss stays strictly below the threshold at every later step), `summary.json` (reference step, "
+    "clusters_digest of the clusters followed, steps, settings) and `page.html` (the model page: distribution of "
+    "learned-at steps, the learning-time spectrum, the learned-at-once test and a sortable table of clusters with "
+    "loss-over-training sparklines). With token_learning_times of the model: `learned_together.parquet` (per "
+    "cluster: n, n_fit, tested, median_step, iqr and null_iqr_median in decades, ratio, p_value, q_value, tighter) "
+    "and `learned_together_summary.json` — are a cluster's tokens learned more tightly together than random groups "
+    "of the same size and loss? (stratified permutation test, Benjamini–Hochberg across clusters)."
 )
-def quanta_training_dynamics(
-    context: dg.AssetExecutionContext,
-    quanta_clusters: dict,
-    pile_losses: dict,
-    token_learning_times: Path | None,
-    pile: PileSource,
-    dynamics_settings: TrainingDynamicsSettings,
-) -> dict:
-    model, settings = context.partition_key, dynamics_settings
+
+
+def dynamics_asset(study: Study = DEFAULT_STUDY) -> dg.AssetsDefinition:
+    """``quanta_training_dynamics`` of ``study`` (its clusters at every step, its ``dynamics_settings``)."""
+    settings_key = study.resource_key("dynamics_settings")
+
+    @dg.asset(
+        name="quanta_training_dynamics",
+        key_prefix=study.key_prefix,
+        partitions_def=model_partitions,
+        ins={
+            "quanta_clusters": dg.AssetIn(key=[*study.key_prefix, "quanta_clusters"], **_EVERY_STEP),
+            "pile_losses": dg.AssetIn(key="pile_losses", **_EVERY_STEP),
+            # the model's token learning times (optional): the spectrum and the learned-at-once test
+            "token_learning_times": dg.AssetIn(key="token_learning_times",
+                                               metadata={"allow_missing_partitions": True, "as_path": True}),
+        },
+        required_resource_keys={settings_key, "pile"},
+        group_name=study.group("dynamics"),
+        code_version="3",  # 3: summary.json records the clusters' digest
+        automation_condition=follow_upstream_aggregate(),
+        description=DESCRIPTION + study.note(),
+    )
+    def quanta_training_dynamics(context: dg.AssetExecutionContext, quanta_clusters: dict, pile_losses: dict,
+                                 token_learning_times: Path | None) -> dict:
+        require_declared_settings(context)
+        return _dynamics(context, study, getattr(context.resources, settings_key), quanta_clusters, pile_losses,
+                         token_learning_times)
+
+    return quanta_training_dynamics
+
+
+quanta_training_dynamics = dynamics_asset()
+
+
+def _dynamics(context, study: Study, settings: TrainingDynamicsSettings, quanta_clusters: dict, pile_losses: dict,
+              token_learning_times: Path | None) -> dict:
+    model = context.partition_key
     clusters, tables = by_step(quanta_clusters), by_step(pile_losses)
     reference = dynamics.reference_step(model, list(clusters), settings.reference_step)
     indices, labels, tokens = cluster_assignment(clusters[reference], f"{model} {reference}")
@@ -116,13 +134,14 @@ def quanta_training_dynamics(
             "reference_default": settings.reference_step is None, "top_tokens": settings.top_tokens}
     page = dynamics_page.render_dynamics_page(
         model, reference, curves, learned, settings=used,
-        top_tokens=dynamics_page.top_tokens(tokens, settings.top_tokens, pile.tokenizer_path),
-        report_href=f"../{reference}/quanta_report.html",
+        top_tokens=dynamics_page.top_tokens(tokens, settings.top_tokens, context.resources.pile.tokenizer_path),
+        report_href="/".join(["..", *[".."] * len(study.key_prefix), reference, *study.key_prefix,
+                              "quanta_report.html"]),
         learning=view, together=None if together is None else (together, together_summary),
     )
     summary = {"model": model, "reference_step": reference, "steps": steps, "num_clusters": int(len(learned)),
                "num_tokens": int(len(indices)), "num_learned": int(learned["learned_at_step"].notna().sum()),
-               "settings": used}
+               "clusters_digest": clusters_digest(indices, labels), "settings": used}
     histogram = dynamics.learned_at_histogram(learned).round({"cumulative_fraction": 3})
     context.add_output_metadata(
         {

@@ -1,4 +1,4 @@
-"""``quanta_report`` and ``quanta_report_samples`` (per checkpoint): the self-contained HTML page to
+"""``quanta_report`` and ``quanta_report_samples`` (per checkpoint; one per study): the self-contained HTML page to
 browse the clusters, and next to it the complete samples table (Parquet) — the page holds only
 some samples of the largest clusters when all of them would not fit its size budget."""
 
@@ -7,8 +7,11 @@ import time
 import dagster as dg
 
 from quanta_assets.automation import follow_upstream
+from quanta_assets.code_versions import require_declared_settings
 from quanta_assets.partitions import BY_MODEL, checkpoint_partitions, model_and_step
-from quanta_assets.settings import PileSource, ReportSettings
+from quanta_assets.settings import ReportSettings
+from quanta_assets.studies import DEFAULT_STUDY, Study
+from quanta_core.clustering.tokens import clusters_digest
 from quanta_core.corpus.canonical import CanonicalCorpus
 from quanta_core.corpus.tokenizer import load_tokenizer
 from quanta_core.learning import dynamics
@@ -41,77 +44,94 @@ SAMPLES_DESCRIPTION = (
 )
 
 
-@dg.multi_asset(
-    partitions_def=checkpoint_partitions,
-    group_name="report",
-    outs={
-        # 4: a size budget (report_settings.max_page_mb), capped samples per cluster
-        "quanta_report": dg.AssetOut(code_version="4", description=REPORT_DESCRIPTION,
-                                     automation_condition=follow_upstream(), is_required=False),
-        "quanta_report_samples": dg.AssetOut(code_version="1", description=SAMPLES_DESCRIPTION,
-                                             automation_condition=follow_upstream(), is_required=False),
-    },
-    ins={
-        "quanta_clusters": dg.AssetIn(),
-        "pile_canonical": dg.AssetIn(),
-        # the model's training dynamics, when they follow this step's clusters (optional)
-        "quanta_training_dynamics": dg.AssetIn(
-            partition_mapping=BY_MODEL,
-            metadata={"allow_missing_partitions": True},
-        ),
-    },
-    can_subset=True,  # either one alone: the table needs the page's choice of samples, so both are built
-)
-def quanta_report(
-    context: dg.AssetExecutionContext,
-    quanta_clusters: dict,
-    pile_canonical: dict,
-    quanta_training_dynamics: dict | None,
-    pile: PileSource,
-    report_settings: ReportSettings,
-):
+def report_asset(study: Study = DEFAULT_STUDY) -> dg.AssetsDefinition:
+    """``quanta_report`` + ``quanta_report_samples`` of ``study``: always materialized together (the
+    table holds the page's choice of samples, so the two can never disagree)."""
+    settings_key = study.resource_key("report_settings")
+    prefix = study.key_prefix
+
+    @dg.multi_asset(
+        name=f"{study.key}__quanta_report" if study.key else "quanta_report",
+        partitions_def=checkpoint_partitions,
+        group_name=study.group("report"),
+        outs={
+            # 5: never apart from the samples table; learned-at figures only for the clusters they follow
+            "quanta_report": dg.AssetOut(key=[*prefix, "quanta_report"], code_version="5",
+                                         description=REPORT_DESCRIPTION + study.note(),
+                                         automation_condition=follow_upstream()),
+            "quanta_report_samples": dg.AssetOut(key=[*prefix, "quanta_report_samples"], code_version="2",
+                                                 description=SAMPLES_DESCRIPTION + study.note(),
+                                                 automation_condition=follow_upstream()),
+        },
+        ins={
+            "quanta_clusters": dg.AssetIn(key=[*prefix, "quanta_clusters"]),
+            "pile_canonical": dg.AssetIn(key="pile_canonical"),
+            # the model's training dynamics, when they follow this step's clusters (optional)
+            "quanta_training_dynamics": dg.AssetIn(key=[*prefix, "quanta_training_dynamics"],
+                                                   partition_mapping=BY_MODEL,
+                                                   metadata={"allow_missing_partitions": True}),
+        },
+        required_resource_keys={settings_key, "pile"},
+        can_subset=False,
+    )
+    def quanta_report(context: dg.AssetExecutionContext, quanta_clusters: dict, pile_canonical: dict,
+                      quanta_training_dynamics: dict | None):
+        require_declared_settings(context)
+        yield from _report(context, study, getattr(context.resources, settings_key), quanta_clusters,
+                           pile_canonical, quanta_training_dynamics)
+
+    return quanta_report
+
+
+quanta_report = report_asset()
+
+
+def _report(context, study: Study, settings: ReportSettings, quanta_clusters: dict, pile_canonical: dict,
+            quanta_training_dynamics: dict | None):
     model, step = model_and_step(context)
     started = time.perf_counter()
     tokens = quanta_clusters["tokens"]
+    digest = clusters_digest(tokens["index"].to_numpy(), tokens["cluster"].to_numpy())
     stored = dynamics.TrainingDynamics.from_stored(quanta_training_dynamics) if quanta_training_dynamics else None
-    extras, sections = dynamics_page.report_extras(stored, step)
+    extras, sections = dynamics_page.report_extras(stored, step, digest)
     if extras:
         context.log.info(f"adding loss-over-training curves of {len(extras)} clusters")
     else:
-        context.log.info(f"no quanta_training_dynamics of {model} follows the clusters of {step}: "
+        context.log.info(f"no quanta_training_dynamics of {model} follows these clusters of {step}: "
                          "the report has no loss-over-training curves")
     corpus = CanonicalCorpus.from_arrays(pile_canonical)
-    token_bytes = token_bytes_table(load_tokenizer(pile.tokenizer_path))
-    context_tokens = {"before": report_settings.before, "after": report_settings.after}
+    token_bytes = token_bytes_table(load_tokenizer(context.resources.pile.tokenizer_path))
+    context_tokens = {"before": settings.before, "after": settings.after}
     page = report.report_page(
         tokens, corpus, token_bytes, **context_tokens,
-        title=f"Quanta clusters · {model} · {step}",
-        details={"model": model, "step": step, "clusters asset": f"{model}/{step}/quanta_clusters"},
+        title=f"Quanta clusters · {model} · {step}" + (f" · study {study.name}" if study.key else ""),
+        details={"model": model, "step": step, "study": study.name,
+                 "clusters asset": f"{study.asset_key('quanta_clusters')} {model}|{step} (digest {digest})"},
         cluster_extras=extras or None,
         extra_sections_html=sections or None,
-        max_bytes=round(report_settings.max_page_mb * 1e6),
+        max_bytes=round(settings.max_page_mb * 1e6),
         table_file=TABLE_FILE,
     )
     rendered = time.perf_counter() - started
     held = "every sample" if page.cap is None else f"{int(page.in_page.sum())} samples, ≤ {page.cap} per cluster"
     context.log.info(f"report: {page.size_bytes / 1e6:.1f} MB in {rendered:.1f} s; the page holds {held}")
-    if page.size_bytes > report_settings.max_page_mb * 1e6:
+    if page.size_bytes > settings.max_page_mb * 1e6:
         context.log.warning(f"report: {page.size_bytes / 1e6:.1f} MB is over max_page_mb = "
-                            f"{report_settings.max_page_mb} even with one sample per cluster")
-    if dg.AssetKey("quanta_report") in context.selected_asset_keys:
-        yield dg.Output(page.html, output_name="quanta_report", metadata={
-            **_page_metadata(page, tokens, report_settings),
-            "render_seconds": round(rendered, 2),
-            "training_dynamics": bool(extras),
-        })
-    if dg.AssetKey("quanta_report_samples") in context.selected_asset_keys:
-        started = time.perf_counter()
-        table = report_table.samples_table(tokens, corpus, token_bytes, **context_tokens, in_page=page.in_page)
-        yield dg.Output(table, output_name="quanta_report_samples", metadata={
-            "num_rows": len(table),
-            "samples_in_page": int(page.in_page.sum()),
-            "build_seconds": round(time.perf_counter() - started, 2),
-        })
+                            f"{settings.max_page_mb} even with one sample per cluster")
+    yield dg.Output(page.html, output_name="quanta_report", metadata={
+        **_page_metadata(page, tokens, settings),
+        "render_seconds": round(rendered, 2),
+        "training_dynamics": bool(extras),
+        "clusters_digest": digest,
+    })
+    started = time.perf_counter()
+    table = report_table.samples_table(tokens, corpus, token_bytes, **context_tokens, in_page=page.in_page)
+    yield dg.Output(table, output_name="quanta_report_samples", metadata={
+        "num_rows": len(table),
+        "samples_in_page": int(page.in_page.sum()),
+        "build_seconds": round(time.perf_counter() - started, 2),
+        "clusters_digest": digest,
+    })
 
 
 def _page_metadata(page: report.ReportPage, tokens, settings: ReportSettings) -> dict:

@@ -3,6 +3,8 @@ the corpus, its target token and its loss — what ``quanta_clusters`` stores as
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 
@@ -42,3 +44,10 @@ def cluster_assignment(clusters: dict, where: str) -> tuple[np.ndarray, np.ndarr
     if "labels" in clusters and not np.array_equal(np.sort(np.asarray(clusters["labels"])), np.sort(labels)):
         raise ValueError(f"quanta_clusters of {where}: tokens.parquet and labels.npy disagree on the clusters")
     return indices, labels, tokens
+
+
+def clusters_digest(indices: np.ndarray, labels: np.ndarray) -> str:
+    """16 hex digits identifying a clustering: which tokens (canonical indices) got which cluster.
+    Views derived from clusters record it, so a page can tell whether they follow the same ones."""
+    blob = np.asarray(indices, dtype=np.int64).tobytes() + np.asarray(labels, dtype=np.int64).tobytes()
+    return hashlib.sha256(blob).hexdigest()[:16]

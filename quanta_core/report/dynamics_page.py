@@ -97,13 +97,20 @@ def distribution_section_html(learned: pd.DataFrame, curves: pd.DataFrame) -> st
     )
 
 
-def report_extras(dynamics: TrainingDynamics | None, step: str) -> tuple[dict[int, dict], list[str]]:
+def report_extras(dynamics: TrainingDynamics | None, step: str,
+                  clusters_digest: str | None = None) -> tuple[dict[int, dict], list[str]]:
     """``(cluster_extras, extra_sections_html)`` for :func:`quanta_core.report.page.render_report` of
     ``step``, from dynamics already loaded (``None``: not materialized); ``({}, [])`` when there are
     none or they follow another step's clusters (cluster ranks of different steps are different
-    clusters)."""
+    clusters). With ``clusters_digest`` (:func:`quanta_core.clustering.tokens.clusters_digest` of the
+    report's clusters), dynamics computed on other clusters of the same step (e.g. before a change
+    of k) give no figures, only a section saying they are pending for these clusters."""
     if dynamics is None or dynamics.reference_step != step:
         return {}, []
+    if clusters_digest is not None and dynamics.summary.get("clusters_digest") != clusters_digest:
+        return {}, [render("dynamics_pending_section.html.j2", step=step,
+                           followed=dynamics.summary.get("clusters_digest") or "unrecorded",
+                           shown=clusters_digest)]
     sections = [distribution_section_html(dynamics.learned, dynamics.curves)]
     if dynamics.together is not None:
         sections.append(learning_page.together_section_html(dynamics.together, dynamics.together_summary))

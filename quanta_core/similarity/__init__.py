@@ -126,8 +126,8 @@ def _run_method(model, corpus, indices, params, o: SimilarityOptions, progress, 
     s = len(indices)
     max_batch, batch_tokens = o.max_batch or (32 if cuda else 8), o.batch_tokens or (16384 if cuda else 4096)
     if o.method == "reference":
-        if o.neighbors:
-            raise ValueError("neighbors > 0 (the kNN result) needs method 'exact' or 'projected', not 'reference'")
+        if o.neighbors or o.absolute_gradients:
+            raise ValueError("neighbors > 0 and absolute_gradients need method 'exact' or 'projected', not 'reference'")
         return reference(model, corpus, indices, params, block_len=o.block_len, progress=progress)
     if int(o.neighbors) != o.neighbors or not 0 <= o.neighbors < s:
         raise ValueError(f"neighbors must be 0 (dense matrix) or an integer in 1…{s - 1} for {s:,} tokens, "
@@ -142,12 +142,12 @@ def _run_method(model, corpus, indices, params, o: SimilarityOptions, progress, 
         probe = time.perf_counter()
         run = exact(model, corpus, targets, params, budget=budget, resident_dtype=o.resident_dtype,
                     max_batch=max_batch, batch_tokens=batch_tokens, progress=progress, gram_mode=o.gram_mode,
-                    sink=sink)
+                    sink=sink, absolute=o.absolute_gradients)
         run.extra["probe_seconds"] = round(time.perf_counter() - probe - run.gradient_seconds - run.gram_seconds, 4)
         return run
     run = projected(model, corpus, targets, params, dim=projection_dim, seed=o.seed, max_batch=max_batch,
                     batch_tokens=batch_tokens, progress=progress, sink=sink, row_dtype=row_dtype,
-                    gram_mode=o.gram_mode, projection=o.projection)
+                    gram_mode=o.gram_mode, projection=o.projection, absolute=o.absolute_gradients)
     run.extra["projection"] = o.projection
     return run
 

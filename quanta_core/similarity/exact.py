@@ -75,9 +75,10 @@ class _Exact:
 
     def __init__(self, model, corpus: CanonicalCorpus, targets: Targets, params, *, budget: int,
                  resident_dtype: str, max_batch: int, batch_tokens: int, progress, sink: BlockSink | None,
-                 gram_mode: str = "ieee"):
+                 gram_mode: str = "ieee", absolute: bool = False):
         self.engine = PerTokenGradients(model, params)
         self.corpus, self.targets, self.batch_tokens, self.gram_mode = corpus, targets, batch_tokens, gram_mode
+        self.absolute = absolute
         s = len(targets.positions)
         self.plan = plan_memory(s, self.engine.num_parameters, budget, resident_dtype=resident_dtype,
                                 max_batch=max_batch)
@@ -95,6 +96,8 @@ class _Exact:
         ids, lens, tgt = collate(self.corpus, self.targets, batch, device)
         out = blocks.buf[: len(batch)] if blocks.fp16 else store_rows
         self.engine.compute(ids, lens, tgt, out)
+        if self.absolute:
+            out.abs_()  # |G|: the paper's second matrix, C_abs = |G||G|ᵀ
         if blocks.fp16:
             to_fp16_(out, store_rows, norm_rows)
         elif norms:
@@ -163,8 +166,9 @@ class _Exact:
 
 def exact(model, corpus: CanonicalCorpus, targets: Targets, params, *, budget: int, resident_dtype: str,
           max_batch: int, batch_tokens: int, progress: ProgressCallback | None = None,
-          sink: BlockSink | None = None, gram_mode: str = "ieee") -> MethodRun:
+          sink: BlockSink | None = None, gram_mode: str = "ieee", absolute: bool = False) -> MethodRun:
     """Run ``exact`` (see the module docstring); ``sink`` defaults to :class:`DenseMatrix`;
-    ``gram_mode``: see :mod:`.gram`."""
+    ``gram_mode``: see :mod:`.gram`; ``absolute``: the cosines of |G| (element-wise) instead of G."""
     return _Exact(model, corpus, targets, params, budget=budget, resident_dtype=resident_dtype, max_batch=max_batch,
-                  batch_tokens=batch_tokens, progress=progress, sink=sink, gram_mode=gram_mode).run()
+                  batch_tokens=batch_tokens, progress=progress, sink=sink, gram_mode=gram_mode,
+                  absolute=absolute).run()

@@ -26,7 +26,9 @@ class SimilarityOptions:
     ``float32`` | ``float16``. ``projection`` (``countsketch`` | ``sjlt`` | ``sjlt-<s>``),
     ``projection_dim`` (≤ 2^18) and ``seed``: the sketch of ``projected``. ``gram_mode``: ``ieee``
     | ``3xtf32`` (CUDA tensor cores) | ``3xtf32-emulated``. ``neighbors``: 0 = the dense
-    ``[S, S]`` matrix; k > 0 = each token's k most similar tokens only. ``projected_dtype``
+    ``[S, S]`` matrix; k > 0 = each token's k most similar tokens only. ``absolute_gradients``:
+    the cosines of the element-wise absolute gradients, the paper's second matrix ``C_abs =
+    |G||G|ᵀ`` (exact, projected). ``projected_dtype``
     (projected with neighbors): stored rows ``auto`` | ``float32`` | ``float16``. Execution only:
     ``max_batch`` / ``batch_tokens`` (targets and padded tokens per backward pass; None: 32 /
     16,384 on CUDA, 8 / 4,096 on CPU), ``block_len`` (reference: the original's Gram block).
@@ -41,6 +43,7 @@ class SimilarityOptions:
     seed: int = 0
     gram_mode: str = "ieee"
     neighbors: int = 0
+    absolute_gradients: bool = False
     projected_dtype: str = "auto"
     max_batch: int | None = None
     batch_tokens: int | None = None

@@ -24,12 +24,12 @@ DEFAULT_PROJECTION_DIM = PROJECTION_DIM
 
 def projected(model, corpus: CanonicalCorpus, targets: Targets, params, *, dim: int, seed: int, max_batch: int,
               batch_tokens: int, progress: ProgressCallback | None = None, sink=None, row_dtype: str = "float32",
-              gram_mode: str = "ieee", projection: str = "countsketch") -> MethodRun:
+              gram_mode: str = "ieee", projection: str = "countsketch", absolute: bool = False) -> MethodRun:
     """Run ``projected`` (see the module docstring). Without ``sink``: the dense matrix from
     float64 normalized rows. With a ``sink`` (:class:`.exact.BlockSink`): the rows are stored in
     ``row_dtype`` (``float32`` | ``float16`` scaled, :class:`.tiles.StoredRows`) and their Gram goes
     to the sink tile by tile (:func:`.tiles.gram_into_sink`); ``MethodRun.matrix`` is ``sink.finish()``.
-    ``projection``: a :mod:`.sketches` kind."""
+    ``projection``: a :mod:`.sketches` kind; ``absolute``: sketch |G| (element-wise) instead of G."""
     engine = PerTokenGradients(model, params)
     device, p, s = engine.device, engine.num_parameters, len(targets.positions)
     projector = Sketch(p, dim, seed, device, projection)
@@ -45,6 +45,8 @@ def projected(model, corpus: CanonicalCorpus, targets: Targets, params, *, dim: 
         t0 = time.perf_counter()
         ids, lens, tgt = collate(corpus, targets, batch, device)
         engine.compute(ids, lens, tgt, buf[:n])
+        if absolute:
+            buf[:n].abs_()
         rows = torch.from_numpy(batch).to(device)
         if sink is None:
             proj[rows] = projector.apply(buf[:n])

@@ -45,7 +45,7 @@ def test_every_asset_has_description_and_code_version(defs):
 def test_pools_and_automation_are_on_the_assets(defs):
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
-        name, node = key.to_user_string(), graph.get(key)
+        name, node = key.path[-1], graph.get(key)  # an asset of a study has its name after the prefix
         if not node.is_materializable:
             continue
         pool = defs.resolve_assets_def(key).op.pool
