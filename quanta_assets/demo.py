@@ -32,7 +32,9 @@ import dagster as dg
 
 from quanta_assets.partitions import checkpoint_key, checkpoint_partitions, family_step_partitions, model_partitions
 from quanta_assets.staleness import stale_reason
+from quanta_core.environment import env_value
 from quanta_core.models.demo_training import DEMO_STEPS
+from quanta_core.paths import default_cache_dir
 from quanta_core.presets import DEMO_MODEL
 
 EVERY_STEP = {"model_checkpoint", "pile_losses"}  # the rest of the per-checkpoint graph: last step only
@@ -131,8 +133,10 @@ def _report_path(instance, graph, steps: list[str]) -> str | None:
 def main() -> None:
     started = time.perf_counter()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if not os.environ.get("DAGSTER_HOME"):
+    home = env_value("DAGSTER_HOME")  # the environment, else the clone's .env (`make install` writes it)
+    if not home:
         sys.exit("demo: set DAGSTER_HOME (make demo sets it to .dagster_home and copies dagster.yaml there)")
+    os.environ["DAGSTER_HOME"] = home
     from quanta_assets.definitions import defs
 
     instance = dg.DagsterInstance.get()
@@ -158,7 +162,7 @@ def main() -> None:
             sys.exit(f"demo failed while materializing {run.label()} (see `make ui` → Runs for the log)")
         print(f"  done in {time.perf_counter() - t0:.1f} s", flush=True)
     print(f"\ndemo done in {time.perf_counter() - started:.0f} s ({len(runs)} runs)")
-    print(f"cache: {os.environ.get('QUANTA_CACHE_DIR')}")
+    print(f"cache: {default_cache_dir()}")
     report = _report_path(instance, graph, steps)
     if report:
         print(f"report: {report}\n  open it in a browser: file://{os.path.abspath(report)}")
