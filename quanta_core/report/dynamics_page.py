@@ -58,11 +58,19 @@ def cluster_sparklines(
     return out
 
 
+def learned_at_rule(learned: pd.DataFrame) -> str:
+    """What a cluster's learned-at step is, in words, with the statistic and the threshold (nats)."""
+    statistic, threshold = str(learned["statistic"].iloc[0]), float(learned["threshold_nats"].iloc[0])
+    return f"the first checkpoint from which its {statistic} loss stays below {threshold:.3g} nats"
+
+
 def cluster_extras_for_report(
     curves: pd.DataFrame, learned: pd.DataFrame, together: pd.DataFrame | None = None
 ) -> dict[int, dict]:
     """What the per-checkpoint report takes as ``cluster_extras``: cluster rank →
-    ``{"learned_at": step name | None, "learned_at_step": int | None, "sparkline_svg": str}``, plus
+    ``{"learned_at": step name | None, "learned_at_step": int | None, "sparkline_svg": str,
+    "learned_at_rule": str}`` (the definition, e.g. "the first checkpoint from which its mean loss stays
+    below 1 nats"), plus
     ``"learned_together"`` (one sentence, numbers only) when the learned-at-once test ``together``
     is given.
 
@@ -70,12 +78,14 @@ def cluster_extras_for_report(
     steps are other clusters)."""
     sparks = cluster_sparklines(curves, learned)
     sentences = learning_page.cluster_sentences(together) if together is not None else {}
+    rule = learned_at_rule(learned)
     extras = {}
     for row, step in zip(learned.itertuples(index=False), _learned_steps(learned)):
         extras[int(row.cluster)] = {
             "learned_at": None if step is None else str(row.learned_at),
             "learned_at_step": step,
             "sparkline_svg": sparks[int(row.cluster)],
+            "learned_at_rule": rule,
         }
         if int(row.cluster) in sentences:
             extras[int(row.cluster)]["learned_together"] = sentences[int(row.cluster)]

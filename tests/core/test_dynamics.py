@@ -229,7 +229,7 @@ def test_page_escapes_token_text_and_extras_have_the_report_structure(tmp_path):
     extras = dynamics_page.cluster_extras_for_report(curves, learned)
     assert set(extras) == set(PLANNED)
     for k, extra in extras.items():
-        assert set(extra) == {"learned_at", "learned_at_step", "sparkline_svg"}
+        assert set(extra) == {"learned_at", "learned_at_step", "sparkline_svg", "learned_at_rule"}
         assert extra["learned_at_step"] == PLANNED[k][1]
         assert extra["learned_at_step"] is None or type(extra["learned_at_step"]) is int
         assert extra["learned_at"] == (None if PLANNED[k][1] is None else f"step{PLANNED[k][1]}")
