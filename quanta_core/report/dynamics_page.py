@@ -20,6 +20,7 @@ from quanta_core.learning.dynamics import TrainingDynamics, learned_at_histogram
 from quanta_core.report import charts, learning_page
 from quanta_core.report.html import render, svg_markup, trusted_html
 from quanta_core.report.learning_page import LearningTimesView
+from quanta_core.report.token_text import visible_text
 
 NEVER_SORT_KEY = 10**12  # the page sorts "never learned" after every step
 
@@ -208,9 +209,10 @@ def _learning_sections(learning: LearningTimesView | None, together: tuple[pd.Da
 
 def top_tokens(tokens: pd.DataFrame, count: int, tokenizer_path=None) -> dict[int, list[str]]:
     """Cluster → its ``count`` most common target tokens, decoded (untrusted text: escaped by the
-    page), a newline shown as ⏎. ``tokens``: a clusters table with ``cluster`` and ``token_id``."""
+    page), whitespace made visible as on the report (:func:`~quanta_core.report.token_text.visible_text`:
+    space ·, newline ↵). ``tokens``: a clusters table with ``cluster`` and ``token_id``."""
     if count <= 0 or "token_id" not in tokens.columns:
         return {}
     tokenizer = load_tokenizer(tokenizer_path)
-    return {int(cluster): [tokenizer.decode([int(t)]).replace("\n", "⏎") for t in ids.value_counts().head(count).index]
+    return {int(cluster): [visible_text(tokenizer.decode([int(t)])) for t in ids.value_counts().head(count).index]
             for cluster, ids in tokens.groupby("cluster")["token_id"]}
