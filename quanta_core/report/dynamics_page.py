@@ -173,7 +173,7 @@ def render_dynamics_page(
     learned-at-once test (its section and a table column); ``None`` leaves them out."""
     overall = overall_curve(curves)
     steps = overall["step_number"].tolist()
-    overall_svg = charts.sparkline_svg(steps, overall["overall_mean"].tolist(), None, None, 480, 90)
+    overall_svg = charts.loss_over_training_svg(steps, overall["overall_mean"].tolist(), title="mean loss (nats)")
     return render(
         "dynamics.html.j2",
         model=model,

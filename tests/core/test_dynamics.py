@@ -226,6 +226,8 @@ def test_page_escapes_token_text_and_extras_have_the_report_structure(tmp_path):
     assert page.split('<table id="clusters">')[1].count('class="sparkline"') == len(PLANNED)
     order = [int(part.split('"')[0]) for part in page.split('<tr id="cluster-')[1:]]
     assert order == [4, 0, 3, 1, 5, 2, 6]  # by learned-at step, never last, ties by rank
+    overall = page.split('class="loss-over-training"')[1].split("</svg>")[0]  # the overall mean, with axes
+    assert "training step (log scale, step + 1)" in overall and "mean loss (nats)" in overall
     extras = dynamics_page.cluster_extras_for_report(curves, learned)
     assert set(extras) == set(PLANNED)
     for k, extra in extras.items():
