@@ -40,6 +40,7 @@ import pydantic
 import yaml
 
 from quanta_assets.partitions import checkpoint_key
+from quanta_core.environment import env_value
 from quanta_core.models.demo_training import DEMO_STEPS
 from quanta_core.presets import DEMO_MODEL, MODELS
 from quanta_core.steps import PYTHIA_STEPS, step_number
@@ -198,7 +199,7 @@ BUILTIN_CAMPAIGNS: list[dict] = [
 
 def load_campaigns(path: str | os.PathLike | None = None) -> list[Campaign]:
     """Campaigns from ``path`` (else ``$QUANTA_CAMPAIGNS``; else the built-in examples)."""
-    path = path or os.environ.get(CAMPAIGNS_ENV) or None
+    path = path or env_value(CAMPAIGNS_ENV)
     if path is None:
         entries, source = BUILTIN_CAMPAIGNS, "built-in"
     else:

@@ -27,12 +27,15 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 
 from quanta_assets.partitions import checkpoint_key, checkpoint_partitions, family_step_partitions, model_partitions
 from quanta_assets.staleness import stale_reason
+from quanta_core.environment import env_value
 from quanta_core.models.demo_training import DEMO_STEPS
+from quanta_core.paths import default_cache_dir
 from quanta_core.presets import DEMO_MODEL
 
 EVERY_STEP = {"model_checkpoint", "pile_losses"}  # the rest of the per-checkpoint graph: last step only
@@ -40,6 +43,8 @@ SKIPPED_PARTITIONS = {
     family_step_partitions: "fits across the model sizes of a family (≥ 6 sizes); the demo suite is one model",
 }
 """Partitionings the demo materializes nothing of, and why."""
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+"""Each run's console: the stages' INFO progress lines, without the hundreds of DEBUG events."""
 
 
 @dataclass
@@ -115,24 +120,42 @@ def plan_runs(instance, graph, steps: list[str]) -> tuple[list[Run], dict]:
     return runs, up_to_date
 
 
-def _report_path(instance, graph, steps: list[str]) -> str | None:
-    key = dg.AssetKey("quanta_report")
-    if not graph.has(key) or not steps:
-        return None
+def _stored_path(instance, key: dg.AssetKey, partition: str) -> str | None:
+    """The ``path`` its latest materialization of ``partition`` recorded, else ``None``."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[str(checkpoint_key(DEMO_MODEL, steps[-1]))]), limit=1
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
     ).records
-    if not records:
-        return None
-    path = records[0].asset_materialization.metadata.get("path")
+    path = records[0].asset_materialization.metadata.get("path") if records else None
     return str(path.value) if path is not None else None
+
+
+def result_pages(instance, graph, steps: list[str]) -> dict[str, str]:
+    """``{"report": …, "model page": …}``: the stored pages of the demo (those that exist)."""
+    pages = {}
+    if graph.has(dg.AssetKey("quanta_report")) and steps:
+        last = str(checkpoint_key(DEMO_MODEL, steps[-1]))
+        pages["report"] = _stored_path(instance, dg.AssetKey("quanta_report"), last)
+    if graph.has(dg.AssetKey("quanta_training_dynamics")):
+        folder = _stored_path(instance, dg.AssetKey("quanta_training_dynamics"), DEMO_MODEL)
+        pages["model page"] = str(Path(folder) / "page.html") if folder else None
+    return {name: path for name, path in pages.items() if path and Path(path).is_file()}
+
+
+def execute(job, run: Run, instance) -> bool:
+    """Materialize one run in this process, the console showing INFO and above (the stages' progress
+    lines, not Dagster's DEBUG events); ``True`` when it succeeded."""
+    return job.get_subset(asset_selection=set(run.keys)).execute_in_process(
+        instance=instance, partition_key=run.partition, tags={"quanta/demo": "1"}, run_config=RUN_CONFIG
+    ).success
 
 
 def main() -> None:
     started = time.perf_counter()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if not os.environ.get("DAGSTER_HOME"):
+    home = env_value("DAGSTER_HOME")  # the environment, else the clone's .env (`make install` writes it)
+    if not home:
         sys.exit("demo: set DAGSTER_HOME (make demo sets it to .dagster_home and copies dagster.yaml there)")
+    os.environ["DAGSTER_HOME"] = home
     from quanta_assets.definitions import defs
 
     instance = dg.DagsterInstance.get()
@@ -151,17 +174,13 @@ def main() -> None:
     for i, run in enumerate(runs, 1):
         print(f"→ [{i}/{len(runs)}] {run.label()}", flush=True)
         t0 = time.perf_counter()
-        result = job.get_subset(asset_selection=set(run.keys)).execute_in_process(
-            instance=instance, partition_key=run.partition, tags={"quanta/demo": "1"}
-        )
-        if not result.success:
+        if not execute(job, run, instance):
             sys.exit(f"demo failed while materializing {run.label()} (see `make ui` → Runs for the log)")
         print(f"  done in {time.perf_counter() - t0:.1f} s", flush=True)
     print(f"\ndemo done in {time.perf_counter() - started:.0f} s ({len(runs)} runs)")
-    print(f"cache: {os.environ.get('QUANTA_CACHE_DIR')}")
-    report = _report_path(instance, graph, steps)
-    if report:
-        print(f"report: {report}\n  open it in a browser: file://{os.path.abspath(report)}")
+    print(f"cache: {default_cache_dir()}")
+    for name, page in result_pages(instance, graph, steps).items():
+        print(f"{name}: {page}\n  open it in a browser: file://{os.path.abspath(page)}")
     print("open the Dagster UI on these results: make ui   (then http://127.0.0.1:3000)")
 
 

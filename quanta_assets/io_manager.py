@@ -26,7 +26,7 @@ import dagster as dg
 
 from quanta_assets.resources import QuantaCache
 from quanta_core import store
-from quanta_core.paths import asset_path
+from quanta_core.paths import asset_path, describe_cache
 from quanta_core.steps import sorted_steps
 
 
@@ -93,6 +93,7 @@ class QuantaIOManager(dg.ConfigurableIOManager):
             if optional:
                 return None
             where = f" partition {partition}" if partition else ""
-            raise FileNotFoundError(f"{asset_key.to_user_string()}{where}: nothing stored at {path} "
-                                    "(materialize it first)")
+            raise FileNotFoundError(f"{asset_key.to_user_string()}{where}: nothing stored at {path}; looked in "
+                                    f"{describe_cache(self.cache.root)}. Materialize it first if this is the "
+                                    "right cache.")
         return stored if as_path else store.read_value(path)

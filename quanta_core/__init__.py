@@ -2,7 +2,9 @@
 
 Laid out by stage; the facts everything uses stay on top:
   steps, presets  Pythia's step names; model families and every per-family default
+  environment     reads environment variables: the process's, then the clone's .env
   paths, store    the cache layout; how values are stored (npy/parquet/html, no pickle)
+  results         for notebooks: load_clusters(model, step) → a DataFrame from the cache
   atomic          atomic file writes (temp file + rename)
   progress        throttled progress lines (rate, time left)
   host_memory     memory facts without torch: GIB, /proc figures, the host budget, check_fits

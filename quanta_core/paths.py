@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from quanta_core.environment import env_source, env_value
+
 CACHE_ENV = "QUANTA_CACHE_DIR"
 PILE_ENV = "QUANTA_PILE"
 CORPUS_DIR = "corpus"
@@ -23,8 +25,26 @@ FAMILIES_DIR = "families"
 
 
 def default_cache_dir() -> str:
-    """``$QUANTA_CACHE_DIR``, else ``~/.cache/quanta``."""
-    return os.environ.get(CACHE_ENV) or str(Path.home() / ".cache" / "quanta")
+    """``$QUANTA_CACHE_DIR``, else its value in the project's ``.env``, else ``~/.cache/quanta``."""
+    return env_value(CACHE_ENV) or str(Path.home() / ".cache" / "quanta")
+
+
+def pile_file() -> str | None:
+    """``$QUANTA_PILE`` (or the project's ``.env``): a Pile-format ``.jsonl.zst`` file, else ``None``."""
+    return env_value(PILE_ENV)
+
+
+def describe_cache(cache_dir: str | os.PathLike | None = None) -> str:
+    """For errors: which cache, where that came from and how to point at another."""
+    default = default_cache_dir()
+    path = Path(cache_dir or default).expanduser()
+    if cache_dir is not None and path != Path(default).expanduser():
+        origin = "given explicitly"
+    else:
+        source = env_source(CACHE_ENV)
+        origin = f"from {source}" if source else f"the default: neither ${CACHE_ENV} nor the project's .env sets one"
+    return (f"the cache {path} ({origin}); to use another, set {CACHE_ENV}=<dir> in the environment or in "
+            "the clone's .env (`make install` writes one for ./.quanta_cache)")
 
 
 def corpus_dir(cache_dir: str | os.PathLike) -> Path:

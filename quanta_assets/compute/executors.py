@@ -8,9 +8,9 @@ queue ``cpu``. Workers: ``dagster-celery worker start -A dagster_celery.app -y s
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
+
+from quanta_core.environment import env_value
 
 GPU_POOL = "gpu"
 """The Dagster pool of the GPU-heavy assets (``quanta_demo_suite``, ``pile_losses``,
@@ -26,8 +26,8 @@ DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 def celery_executor_config() -> dict:
     """Broker ``$QUANTA_CELERY_BROKER`` (default a local Redis), results in ``$QUANTA_CELERY_BACKEND``
     (default the broker), untagged steps to the ``cpu`` queue."""
-    broker = os.environ.get(BROKER_ENV) or DEFAULT_BROKER
-    return {"broker": broker, "backend": os.environ.get(RESULT_BACKEND_ENV) or broker,
+    broker = env_value(BROKER_ENV) or DEFAULT_BROKER
+    return {"broker": broker, "backend": env_value(RESULT_BACKEND_ENV) or broker,
             "config_source": {"task_default_queue": CPU_QUEUE}}
 
 

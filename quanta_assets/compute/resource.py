@@ -23,6 +23,7 @@ import dagster as dg
 from quanta_assets.compute.metadata import to_dagster_metadata
 from quanta_assets.compute.slurm import SlurmJobSpec, run_as_slurm_job
 from quanta_assets.compute.stage_ref import run_stage
+from quanta_core.environment import env_value
 from quanta_core.paths import default_cache_dir
 
 BACKENDS = ("local", "slurm", "celery")
@@ -32,7 +33,7 @@ OVERRIDE_KEYS = ("partition", "account", "gpus", "cpus", "memory", "time_limit",
 
 def resolve_backend(backend: str | None = None) -> str:
     """``backend``, else ``$QUANTA_COMPUTE``, else ``local``; a clear error for anything else."""
-    value = backend or os.environ.get(BACKEND_ENV) or "local"
+    value = backend or env_value(BACKEND_ENV) or "local"
     if value not in BACKENDS:
         raise ValueError(f"compute backend {value!r} (from {'the resource' if backend else '$' + BACKEND_ENV}) "
                          f"is not one of {', '.join(BACKENDS)}")
@@ -40,7 +41,7 @@ def resolve_backend(backend: str | None = None) -> str:
 
 
 def _env(name: str) -> str | None:
-    return os.environ.get(f"QUANTA_SLURM_{name}") or None
+    return env_value(f"QUANTA_SLURM_{name}")
 
 
 class ComputeResource(dg.ConfigurableResource):

@@ -180,8 +180,9 @@ def _finish(table, summary, segments, tested, observed, null, mid, starts, sizes
 def cluster_panel_extras(clusters: pd.DataFrame) -> dict[int, dict]:
     """Cluster → what its report panel shows (numbers only): ``learning_step`` (median learning step of
     its well-fit tokens), ``iqr_decades``, ``random_iqr_decades``, ``p_value``, ``q_value`` (None when
-    untested), ``tighter`` (bool) and ``text``, one sentence, e.g. "learned around step 1,234 (IQR 0.21
-    decades vs 0.55 for random groups of the same size and loss; permutation p = 0.002, BH q = 0.03)"."""
+    untested), ``tighter`` (bool) and ``text``, one sentence, e.g. "median around step 1,234 (IQR 0.21
+    decades vs 0.55 for random groups of the same size and loss; permutation p = 0.002, BH q = 0.03)": the
+    tokens' learning time (median of their sigmoid midpoints), not the cluster's learned-at step."""
     out = {}
     for row in clusters.itertuples(index=False):
         if not row.tested:
@@ -193,7 +194,7 @@ def cluster_panel_extras(clusters: pd.DataFrame) -> dict[int, dict]:
             "learning_step": float(row.median_step), "iqr_decades": float(row.iqr),
             "random_iqr_decades": float(row.null_iqr_median), "p_value": float(row.p_value),
             "q_value": float(row.q_value), "tighter": bool(row.tighter),
-            "text": (f"learned around step {row.median_step:,.0f} (IQR {row.iqr:.2f} decades vs "
+            "text": (f"median around step {row.median_step:,.0f} (IQR {row.iqr:.2f} decades vs "
                      f"{row.null_iqr_median:.2f} for random groups of the same size and loss; permutation "
                      f"p = {row.p_value:.3g}, BH q = {row.q_value:.3g})"),
         }

@@ -14,8 +14,9 @@ Both go through the same code: :func:`huggingface_hub.snapshot_download` over a 
 cached and we are online is the hub asked, once, with short timeouts: a connection failure stops
 at once with :class:`CheckpointNotFound` instead of retrying.
 
-Environment (read at every call, not at import): ``HF_HUB_CACHE`` (the hub cache directory), else
-``HF_HOME``/hub, else ``~/.cache/huggingface/hub``; ``HF_HUB_OFFLINE=1`` forbids network access.
+Environment (read at every call, not at import; the project's ``.env`` too, :mod:`quanta_core.environment`):
+``HF_HUB_CACHE`` (the hub cache directory), else ``HF_HOME``/hub, else ``~/.cache/huggingface/hub``;
+``HF_HUB_OFFLINE=1`` forbids network access.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import torch
 
 from quanta_core.atomic import write_bytes
 from quanta_core.corpus.tokenizer import offline_tokenizer_path
-from quanta_core.paths import default_cache_dir, hub_dir
+from quanta_core.environment import env_value
+from quanta_core.paths import default_cache_dir, describe_cache, hub_dir
 from quanta_core.presets import DEMO_MODEL
 
 log = logging.getLogger(__name__)
@@ -102,18 +104,17 @@ def repo_id_for(model_name: str) -> str:
 
 def env_offline() -> bool:
     """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set to a true value."""
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    value = env_value("HF_HUB_OFFLINE") or env_value("TRANSFORMERS_OFFLINE") or ""
     return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def default_hub_cache() -> Path:
     """``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``$XDG_CACHE_HOME/huggingface/hub`` (or ``~/.cache``)."""
-    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    explicit = env_value("HF_HUB_CACHE") or env_value("HUGGINGFACE_HUB_CACHE")
     if explicit:
         return Path(os.path.expandvars(explicit)).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface"
-    )
+    xdg = env_value("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    home = env_value("HF_HOME") or os.path.join(xdg, "huggingface")
     return Path(os.path.expandvars(home)).expanduser() / "hub"
 
 
@@ -303,7 +304,8 @@ def resolve_checkpoint(
         if offline:
             reason = "it is not in the cache and network access is off"
             reason += (
-                " (the demo suite is trained by materializing the `quanta_demo_suite` asset)"
+                f" (the demo suite is trained by materializing the `quanta_demo_suite` asset into "
+                f"{describe_cache(cache_dir.parent)})"
                 if model_name == DEMO_MODEL
                 else " (HF_HUB_OFFLINE is set or offline=True)"
             )

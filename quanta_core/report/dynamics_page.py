@@ -20,6 +20,7 @@ from quanta_core.learning.dynamics import TrainingDynamics, learned_at_histogram
 from quanta_core.report import charts, learning_page
 from quanta_core.report.html import render, svg_markup, trusted_html
 from quanta_core.report.learning_page import LearningTimesView
+from quanta_core.report.token_text import visible_text
 
 NEVER_SORT_KEY = 10**12  # the page sorts "never learned" after every step
 
@@ -58,11 +59,19 @@ def cluster_sparklines(
     return out
 
 
+def learned_at_rule(learned: pd.DataFrame) -> str:
+    """What a cluster's learned-at step is, in words, with the statistic and the threshold (nats)."""
+    statistic, threshold = str(learned["statistic"].iloc[0]), float(learned["threshold_nats"].iloc[0])
+    return f"the first checkpoint from which its {statistic} loss stays below {threshold:.3g} nats"
+
+
 def cluster_extras_for_report(
     curves: pd.DataFrame, learned: pd.DataFrame, together: pd.DataFrame | None = None
 ) -> dict[int, dict]:
     """What the per-checkpoint report takes as ``cluster_extras``: cluster rank →
-    ``{"learned_at": step name | None, "learned_at_step": int | None, "sparkline_svg": str}``, plus
+    ``{"learned_at": step name | None, "learned_at_step": int | None, "sparkline_svg": str,
+    "learned_at_rule": str}`` (the definition, e.g. "the first checkpoint from which its mean loss stays
+    below 1 nats"), plus
     ``"learned_together"`` (one sentence, numbers only) when the learned-at-once test ``together``
     is given.
 
@@ -70,12 +79,14 @@ def cluster_extras_for_report(
     steps are other clusters)."""
     sparks = cluster_sparklines(curves, learned)
     sentences = learning_page.cluster_sentences(together) if together is not None else {}
+    rule = learned_at_rule(learned)
     extras = {}
     for row, step in zip(learned.itertuples(index=False), _learned_steps(learned)):
         extras[int(row.cluster)] = {
             "learned_at": None if step is None else str(row.learned_at),
             "learned_at_step": step,
             "sparkline_svg": sparks[int(row.cluster)],
+            "learned_at_rule": rule,
         }
         if int(row.cluster) in sentences:
             extras[int(row.cluster)]["learned_together"] = sentences[int(row.cluster)]
@@ -169,7 +180,7 @@ def render_dynamics_page(
     learned-at-once test (its section and a table column); ``None`` leaves them out."""
     overall = overall_curve(curves)
     steps = overall["step_number"].tolist()
-    overall_svg = charts.sparkline_svg(steps, overall["overall_mean"].tolist(), None, None, 480, 90)
+    overall_svg = charts.loss_over_training_svg(steps, overall["overall_mean"].tolist(), title="mean loss (nats)")
     return render(
         "dynamics.html.j2",
         model=model,
@@ -205,9 +216,10 @@ def _learning_sections(learning: LearningTimesView | None, together: tuple[pd.Da
 
 def top_tokens(tokens: pd.DataFrame, count: int, tokenizer_path=None) -> dict[int, list[str]]:
     """Cluster → its ``count`` most common target tokens, decoded (untrusted text: escaped by the
-    page), a newline shown as ⏎. ``tokens``: a clusters table with ``cluster`` and ``token_id``."""
+    page), whitespace made visible as on the report (:func:`~quanta_core.report.token_text.visible_text`:
+    space ·, newline ↵). ``tokens``: a clusters table with ``cluster`` and ``token_id``."""
     if count <= 0 or "token_id" not in tokens.columns:
         return {}
     tokenizer = load_tokenizer(tokenizer_path)
-    return {int(cluster): [tokenizer.decode([int(t)]).replace("\n", "⏎") for t in ids.value_counts().head(count).index]
+    return {int(cluster): [visible_text(tokenizer.decode([int(t)])) for t in ids.value_counts().head(count).index]
             for cluster, ids in tokens.groupby("cluster")["token_id"]}

@@ -124,6 +124,8 @@ def _cluster_entries(s: pd.DataFrame, local_of: np.ndarray, cluster_extras: Mapp
             entry["learnedAt"] = extra.get("learned_at")
             entry["learnedAtStep"] = extra.get("learned_at_step")
             entry["hasSparkline"] = bool(extra.get("sparkline_svg"))
+            if extra.get("learned_at_rule"):
+                entry["learnedAtRule"] = str(extra["learned_at_rule"])
             if extra.get("learned_together"):
                 entry["learnedTogether"] = str(extra["learned_together"])
         clusters.append(entry)
@@ -289,10 +291,11 @@ def report_page(
     page names where a cluster has more samples than it holds.
     ``details``: facts shown in the page's "about" table (model, step, settings…; escaped).
     ``cluster_extras``: optional ``{rank: {"learned_at": str | None, "learned_at_step": int | None,
-    "sparkline_svg": str, "learned_together": str}}`` (:func:`quanta_core.report.dynamics_page.report_extras`;
-    ``learned_together`` optional, a sentence shown as text); ``sparkline_svg`` must be a plain
-    ``<svg>`` drawn by our own code (it is inserted as markup); when any ``learned_at_step`` is given
-    the page offers "sort by learned-at".
+    "sparkline_svg": str, "learned_at_rule": str, "learned_together": str}}``
+    (:func:`quanta_core.report.dynamics_page.report_extras`; ``learned_at_rule`` and ``learned_together``
+    optional, sentences shown as text); ``sparkline_svg`` must be a plain ``<svg>`` drawn by our own
+    code (it is inserted as markup); when any ``learned_at_step`` is given the page offers "sort by
+    learned-at".
     ``extra_sections_html``: trusted HTML fragments (our own code; one string or a list) shown as
     model-level sections; the page's Content-Security-Policy blocks scripts in them.
     """

@@ -52,3 +52,23 @@ def token_bytes_table(tokenizer) -> list[bytes]:
     for text, i in vocab.items():
         table[i] = text.encode("utf-8") if text in added else vocab_string_to_bytes(text)
     return table
+
+
+WHITESPACE_MARKS = {"\n": "↵", "\t": "→", "\r": "␍", "\f": "␌", "\v": "␋", " ": "·", "\u00a0": "⍽"}
+"""How the report shows whitespace in a token's label (``report.js.j2``'s ``appendText``, spaces shown)."""
+
+
+def visible_text(text: str) -> str:
+    """``text`` as the report labels a token: whitespace as :data:`WHITESPACE_MARKS` (space ·,
+    newline ↵, tab →, no-break space ⍽), other control characters as ``\\uXXXX``. Still untrusted
+    text: the page escapes it."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in WHITESPACE_MARKS:
+            out.append(WHITESPACE_MARKS[ch])
+        elif code < 0x20 or 0x7F <= code < 0xA0 or ch in "\u2028\u2029":
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)

@@ -14,18 +14,19 @@ agrees with ``torch.mm`` on a probe; otherwise plain torch. ``QUANTA_ONEDNN=0`` 
 from __future__ import annotations
 
 import functools
-import os
 import platform
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from quanta_core.environment import env_value
+
 
 @functools.cache
 def available() -> bool:
     """oneDNN's float32 linear exists on this build and CPU and matches ``torch.mm`` (probe)."""
-    if os.environ.get("QUANTA_ONEDNN", "1") == "0" or platform.machine().lower() not in ("x86_64", "amd64"):
+    if env_value("QUANTA_ONEDNN", "1") == "0" or platform.machine().lower() not in ("x86_64", "amd64"):
         return False
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
         return False

@@ -104,3 +104,37 @@ def test_failure_mid_write_leaves_nothing_trusted(tmp_path, monkeypatch):
     # the previous complete output is untouched and nothing half-written is left around
     assert {p: p.read_bytes() for p in (cache / "corpus" / "corpus_like").iterdir()} == before
     assert sorted(p.name for p in (cache / "corpus").iterdir()) == ["corpus_like"]
+
+
+def _missing_input_error(cache_root=None) -> str:
+    """The error of loading ``table_like`` where nothing is stored (the cache resource's root given or not)."""
+    from quanta_assets.io_manager import QuantaIOManager
+    from quanta_assets.resources import QuantaCache
+
+    cache = QuantaCache(root=cache_root)
+    result = dg.materialize([corpus_like, table_like, page_like], partition_key=PARTITION, selection=[page_like],
+                            resources={"cache": cache, "io_manager": QuantaIOManager(cache=cache)},
+                            raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    error = failure.step_failure_data.error
+    return str(error.cause.message if error.cause else error.message)
+
+
+def test_missing_input_names_the_cache_and_where_it_came_from(tmp_path, monkeypatch):
+    import quanta_core.environment as environment
+
+    project = tmp_path / "clone"
+    project.mkdir()
+    (project / ".env").write_text(f"QUANTA_CACHE_DIR={tmp_path / 'from-dotenv'}\n")
+    monkeypatch.setattr(environment, "project_root", lambda: project)
+    monkeypatch.setenv("QUANTA_CACHE_DIR", str(tmp_path / "from-env"))
+    message = _missing_input_error()
+    assert f"nothing stored at {tmp_path / 'from-env' / 'pythia-70m' / 'step1000' / 'table_like'}" in message
+    assert "from $QUANTA_CACHE_DIR" in message and "QUANTA_CACHE_DIR=<dir>" in message
+    monkeypatch.delenv("QUANTA_CACHE_DIR")
+    message = _missing_input_error()
+    assert f"the cache {tmp_path / 'from-dotenv'} (from {project / '.env'})" in message
+    (project / ".env").unlink()
+    assert "(the default: neither $QUANTA_CACHE_DIR nor the project's .env sets one)" in _missing_input_error()
+    assert f"the cache {tmp_path / 'given'} (given explicitly)" in _missing_input_error(str(tmp_path / "given"))

@@ -123,7 +123,7 @@ def test_learning_times_and_learned_together_through_dagster(cache_dir):
         defs.load_asset_value("quanta_training_dynamics", partition_key=MODEL, instance=dg.DagsterInstance.ephemeral()))
     extras, sections = dynamics_page.report_extras(stored, DEMO_STEPS[-1])
     sentence = extras[0]["learned_together"]
-    assert sentence.startswith("learned around step ") and "permutation p" in sentence
+    assert sentence.startswith("median around step ") and "permutation p" in sentence
     assert any("Are quanta learned at once?" in s for s in sections)
 
 

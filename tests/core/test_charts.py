@@ -34,6 +34,27 @@ def test_sparkline_refuses_a_bad_range_and_names_itself_in_numbers():
     assert ET.fromstring(svg).get("aria-label") == "loss 2 nats at step 0 to 1 at step 10; learned at step 10"
 
 
+def test_loss_over_training_has_titled_axes_at_the_points_it_draws():
+    steps, losses = [0, 1, 3, 9, 99, 999], [10.8, 9.0, math.nan, 6.5, 4.25, 3.5]
+    root = ET.fromstring(charts.loss_over_training_svg(steps, losses, width=560, height=200))
+    left, right, top, bottom = 52, 14, 10, 34
+    lines = root.findall(f"{SVG}line")
+    x_axis, y_axis = lines[0], lines[1]  # the frame: along the bottom and the left of the plot
+    assert [float(x_axis.get(a)) for a in ("x1", "y1", "x2", "y2")] == [left, 200 - bottom, 560 - right, 200 - bottom]
+    assert [float(y_axis.get(a)) for a in ("x1", "y1", "x2", "y2")] == [left, 200 - bottom, left, top]
+    labels = [t.text for t in root.iter(f"{SVG}text")]
+    assert [t for t in labels if t in {"0", "1", "10", "100", "1k"}] == ["0", "1", "10", "100"]  # steps ≤ 999
+    assert "3.5" in labels and "10.8" in labels  # the y range in nats
+    assert "training step (log scale, step + 1)" in labels and "mean loss (nats)" in labels
+    pieces = root.findall(f"{SVG}polyline")
+    assert len(pieces) == 2  # broken at the NaN
+    first = [tuple(map(float, p.split(","))) for p in pieces[0].get("points").split()]
+    w, h = 560 - left - right, 200 - top - bottom
+    assert first[0] == pytest.approx((left, top), abs=0.01)  # step 0 at the origin, the highest loss at the top
+    assert first[1] == pytest.approx((left + w * math.log10(2) / 3, top + h * (10.8 - 9.0) / 7.3), abs=0.01)
+    assert root.get("aria-label") == "mean loss (nats): 10.8 at step 0 to 3.5 at step 999"
+
+
 def test_one_environment_escapes_and_refuses_missing_values():
     template = html.ENV.from_string("<p>{{ text }}</p>{{ svg }}")
     out = template.render(text="<script>x</script>", svg=html.svg_markup("<svg><rect/></svg>"))

@@ -219,3 +219,18 @@ def test_demo_steps_are_pythia_step_names():
 
     assert DEMO_STEPS[0] == "step0" and set(DEMO_STEPS) <= set(PYTHIA_STEPS)
     assert DemoSuiteConfig().num_steps == int(DEMO_STEPS[-1][4:])
+
+
+def test_untrained_demo_suite_names_the_cache_and_where_it_came_from(tmp_path, monkeypatch):
+    import quanta_core.environment as environment
+
+    project = tmp_path / "clone"
+    project.mkdir()
+    (project / ".env").write_text(f"QUANTA_CACHE_DIR={tmp_path / 'dotenv-cache'}\n")
+    monkeypatch.setattr(environment, "project_root", lambda: project)
+    monkeypatch.delenv("QUANTA_CACHE_DIR", raising=False)
+    with pytest.raises(CheckpointNotFound) as raised:
+        load_checkpoint("quanta-demo", "step512")
+    message = str(raised.value)
+    assert f"the cache {tmp_path / 'dotenv-cache'} (from {project / '.env'})" in message
+    assert "quanta_demo_suite" in message and "QUANTA_CACHE_DIR=<dir>" in message

@@ -226,10 +226,12 @@ def test_page_escapes_token_text_and_extras_have_the_report_structure(tmp_path):
     assert page.split('<table id="clusters">')[1].count('class="sparkline"') == len(PLANNED)
     order = [int(part.split('"')[0]) for part in page.split('<tr id="cluster-')[1:]]
     assert order == [4, 0, 3, 1, 5, 2, 6]  # by learned-at step, never last, ties by rank
+    overall = page.split('class="loss-over-training"')[1].split("</svg>")[0]  # the overall mean, with axes
+    assert "training step (log scale, step + 1)" in overall and "mean loss (nats)" in overall
     extras = dynamics_page.cluster_extras_for_report(curves, learned)
     assert set(extras) == set(PLANNED)
     for k, extra in extras.items():
-        assert set(extra) == {"learned_at", "learned_at_step", "sparkline_svg"}
+        assert set(extra) == {"learned_at", "learned_at_step", "sparkline_svg", "learned_at_rule"}
         assert extra["learned_at_step"] == PLANNED[k][1]
         assert extra["learned_at_step"] is None or type(extra["learned_at_step"]) is int
         assert extra["learned_at"] == (None if PLANNED[k][1] is None else f"step{PLANNED[k][1]}")
@@ -268,3 +270,27 @@ def test_page_links_the_report_only_when_told(tmp_path):
     linked = dynamics_page.render_dynamics_page("quanta-demo", "step2000", curves, learned,
                                                 report_href="../step2000/quanta_report.html")
     assert '<a href="../step2000/quanta_report.html">Open the step2000 cluster report</a>' in linked
+
+
+def test_whitespace_targets_are_visible_chips_as_on_the_report(tmp_path, tokenizer):
+    """A target that is a space, a newline or a tab is a chip with the report's marks (·, ↵, →), never blank."""
+    import re
+    from pathlib import Path
+
+    from quanta_core.report.token_text import WHITESPACE_MARKS
+
+    js = (Path(dynamics_page.__file__).parent / "templates" / "report.js.j2").read_text(encoding="utf-8")
+    for ch, mark in WHITESPACE_MARKS.items():  # the same marks as the report's labels
+        assert re.search(rf'"{re.escape(mark)}"', js), f"{ch!r} → {mark} is not the report's mark"
+    ids = {text: tokenizer.encode(text).ids for text in (" ", "\n", "\t", " the")}
+    assert all(len(v) == 1 for v in ids.values())
+    tokens = pd.DataFrame({"cluster": [0, 0, 0, 1], "token_id": [ids[t][0] for t in (" ", " ", "\n", "\t")]})
+    tokens = pd.concat([tokens, pd.DataFrame({"cluster": [1, 1], "token_id": [ids[" the"][0]] * 2})])
+    top = dynamics_page.top_tokens(tokens, 3)
+    assert top == {0: ["·", "↵"], 1: ["·the", "→"]}
+    indices, labels, tables = _synthetic(tmp_path)
+    curves = dynamics.cluster_loss_curves(indices, labels, tables)
+    page = dynamics_page.render_dynamics_page("quanta-demo", "step2000", curves, dynamics.learned_at(curves, THRESHOLD),
+                                              {"threshold_nats": THRESHOLD}, top_tokens=top)
+    chips = re.findall(r'<code class="tok">(.*?)</code>', page, flags=re.S)
+    assert chips and all(chip.strip() for chip in chips)

@@ -103,7 +103,7 @@ def test_report_panel_sentence_is_data_not_markup(tokenizer):
     assert "learnedTogether" not in data["clusters"][1]
     html = render_report(samples, corpus, table, cluster_extras=extras)
     assert EVIL not in html and "\\u003cscript\\u003ealert(1)" in html  # inside the JSON block, escaped
-    assert 'together.textContent = "Learning times: " + c.learnedTogether' in html  # shown as text
+    assert 'together.textContent = "Tokens\' learning time: " + c.learnedTogether' in html  # shown as text
 
 
 def test_report_extras_carry_the_test_of_the_reference_step(learning):
@@ -116,6 +116,26 @@ def test_report_extras_carry_the_test_of_the_reference_step(learning):
     with pytest.raises(ValueError, match="come together"):
         dynamics.TrainingDynamics.from_stored({"curves": curves, "learned_at": learned,
                                                "summary": {"reference_step": "step256"}, "learned_together": table})
+
+
+def test_the_card_names_its_two_learning_steps(learning, tokenizer):
+    """The cluster's learned-at step (mean loss below the threshold from then on) and its tokens' median
+    learning time (sigmoid midpoints) are two measures: the card names each and says they differ."""
+    _, table, summary, curves, learned = learning
+    stored = dynamics.TrainingDynamics(curves, learned, {"reference_step": "step256"}, table, summary)
+    extras, _ = dynamics_page.report_extras(stored, "step256")
+    threshold = f"{float(learned['threshold_nats'].iloc[0]):.3g}"
+    assert extras[0]["learned_at_rule"] == f"the first checkpoint from which its mean loss stays below {threshold} nats"
+    assert extras[0]["learned_together"].startswith("median around step ")
+    corpus = build_corpus(tokenizer)
+    tables = token_bytes_table(tokenizer)
+    ranks = range(all_samples(corpus).cluster.max() + 1)
+    shown = {r: extras[r % 3] for r in ranks}
+    assert report_data(all_samples(corpus), corpus, tables, cluster_extras=shown)["data"]["clusters"][0][
+        "learnedAtRule"] == extras[0]["learned_at_rule"]
+    html = render_report(all_samples(corpus), corpus, tables, cluster_extras=shown)
+    assert 'stat("cluster learned at", ' in html and '"Tokens\' learning time: " + c.learnedTogether' in html
+    assert '"Cluster learned at: " + c.learnedAtRule' in html and "so the two steps differ" in html
 
 
 def test_scale_page_is_escaped():

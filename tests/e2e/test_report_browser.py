@@ -291,6 +291,7 @@ def test_learned_at_extras_and_screenshots(browser, corpus, table, tmp_path):
     steps = [None, 512, 1000, 4, 143000, 2][:k]
     extras = {
         r: {"learned_at": None if s is None else f"step{s}", "learned_at_step": s,
+            "learned_at_rule": "the first checkpoint from which its mean loss stays below 1 nats",
             "sparkline_svg": f'<svg class="spark" width="80" height="18"><polyline points="0,16 40,{r + 2} 80,2" '
                              'fill="none" stroke="currentColor"/></svg>'}
         for r, s in enumerate(steps)
@@ -300,7 +301,8 @@ def test_learned_at_extras_and_screenshots(browser, corpus, table, tmp_path):
                                   extra_sections_html=['<h2 id="model-level">When clusters are learned</h2>']),
                     encoding="utf-8")
     p = Page(browser, path, "#cluster-1")
-    assert "learned at step512" in p.page.locator("#cluster-extra").text_content()
+    card = p.page.locator("#cluster-extra").text_content()
+    assert "cluster learned at step512" in card and "Cluster learned at: the first checkpoint" in card
     assert p.page.locator("#cluster-extra svg.spark").count() == 1
     assert p.page.locator("#model-level").count() == 1
     p.page.select_option("#sort", "learned")

@@ -7,6 +7,7 @@ logarithmic, a step ``s`` drawn at :func:`quanta_core.steps.step_x` ``= log10(s 
 colour (light/dark).
 
 * :mod:`.training` — :func:`sparkline_svg` (one loss curve over training: report and model page),
+  :func:`loss_over_training_svg` (the same with axes: the model page's overall mean loss),
   :func:`learned_at_distribution_svg` (clusters learned at each step, with the cumulative fraction);
 * :mod:`.clusters` — :func:`rank_frequency_svg` (cluster size against rank, log-log: report);
 * :mod:`.learning` — :func:`spectrum_svg` (the learning-time spectrum and the mean loss curve it
@@ -17,7 +18,7 @@ colour (light/dark).
 
 from quanta_core.report.charts.clusters import rank_frequency_svg
 from quanta_core.report.charts.learning import learned_together_svg, scale_histogram_svg, spectrum_svg
-from quanta_core.report.charts.training import learned_at_distribution_svg, sparkline_svg
+from quanta_core.report.charts.training import learned_at_distribution_svg, loss_over_training_svg, sparkline_svg
 
-__all__ = ["learned_at_distribution_svg", "learned_together_svg", "rank_frequency_svg", "scale_histogram_svg",
-           "sparkline_svg", "spectrum_svg"]
+__all__ = ["learned_at_distribution_svg", "learned_together_svg", "loss_over_training_svg", "rank_frequency_svg",
+           "scale_histogram_svg", "sparkline_svg", "spectrum_svg"]

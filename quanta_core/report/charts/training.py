@@ -1,5 +1,6 @@
-"""Charts of training dynamics: :func:`sparkline_svg` (one loss curve over training) and
-:func:`learned_at_distribution_svg` (clusters learned at each step, with the cumulative fraction)."""
+"""Charts of training dynamics: :func:`sparkline_svg` (one loss curve over training, no axes),
+:func:`loss_over_training_svg` (one loss curve with axes) and :func:`learned_at_distribution_svg`
+(clusters learned at each step, with the cumulative fraction)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from quanta_core.report.charts.axes import (
     TEXT,
     Axis,
     finite,
+    frame,
     num,
     polylines,
     step_ticks,
     svg_document,
+    text,
+    y_label,
 )
 from quanta_core.steps import step_x
 
@@ -133,6 +137,34 @@ def sparkline_svg(
     if learned_at_step is not None:
         parts += _learned_mark(x, y, steps, vals, learned_at_step, height)
     return svg_document("sparkline", width, height, _sparkline_summary(steps, vals, learned_at_step), parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# one loss curve with axes
+
+
+def loss_over_training_svg(steps: Sequence[int], values: Sequence[float], width: int = 560, height: int = 200,
+                           title: str = "mean loss (nats)") -> str:
+    """A ``width`` × ``height`` px chart of one loss curve over training (nats; NaN breaks the line)
+    with axes: x logarithmic (``log10(s + 1)``) ticked at steps 0, 1, 10, 100, …; y ticked at the
+    curve's lowest and highest loss; both titled."""
+    steps, vals, _, _, _ = _sorted_series(steps, values, None, None)
+    y_lo, y_hi = _y_limits(finite(vals), None)
+    left, right, top, bottom = 52.0, 14.0, 10.0, 34.0
+    x = Axis(step_x(steps[0]), step_x(steps[-1]), left, width - right)
+    y = Axis(y_lo, y_hi, height - bottom, top)
+    middle = (top + height - bottom) / 2
+    parts = [*frame(x, y), *step_ticks(x, height - bottom)]
+    parts += [y_label(y, left, v, f"{v:.3g}") for v in sorted({y_lo, y_hi})]
+    parts.append(text((left + width - right) / 2, height - 4, "training step (log scale, step + 1)", "middle"))
+    parts.append(text(12, middle, title, "middle", f'transform="rotate(-90 12 {num(middle)})"'))
+    ys = [y(v) if math.isfinite(v) else math.nan for v in vals]
+    parts.append(polylines([x(step_x(s)) for s in steps], ys, stroke="currentColor", stroke_width="1.5",
+                           stroke_linejoin="round"))
+    ends = finite(vals)
+    label = (f"{title}: {ends[0]:.3g} at step {steps[0]} to {ends[-1]:.3g} at step {steps[-1]}"
+             if ends else f"{title}: no finite values")
+    return svg_document("loss-over-training", width, height, label, parts)
 
 
 # ---------------------------------------------------------------------------------------------
