@@ -25,7 +25,7 @@ from quanta_core.host_memory import GIB, host_budget_bytes
 from quanta_core.learning.fit import FitSettings
 from quanta_core.learning.spectrum import SPECTRUM_BINS
 from quanta_core.learning.times import CHUNK_TOKENS
-from quanta_core.paths import PILE_ENV, corpus_dir
+from quanta_core.paths import PILE_ENV, corpus_dir, pile_file
 from quanta_core.presets import preset_for
 from quanta_core.similarity import SimilarityOptions
 from quanta_core.steps import step_number
@@ -76,7 +76,7 @@ class PileSource(SettingsResource):
 
     @property
     def configured_path(self) -> str | None:
-        return self.pile_path or os.environ.get(PILE_ENV) or None
+        return self.pile_path or pile_file() or None
 
     @property
     def is_embedded(self) -> bool:

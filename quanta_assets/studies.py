@@ -20,7 +20,6 @@ the definitions load.
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from pathlib import Path
@@ -30,6 +29,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from quanta_assets.settings import ClusterSettings, ReportSettings, SimilaritySettings, TrainingDynamicsSettings
+from quanta_core.environment import env_value
+from quanta_core.paths import DEFAULT_STUDY, study_key
 
 STUDIES_ENV = "QUANTA_STUDIES"
 STUDY_SETTINGS = {
@@ -39,7 +40,7 @@ STUDY_SETTINGS = {
     "dynamics_settings": TrainingDynamicsSettings,
 }
 """The settings a study may declare: resource key → settings class."""
-DEFAULT = "default"
+DEFAULT = DEFAULT_STUDY
 REPOSITORY_STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 
@@ -74,7 +75,7 @@ class Study(BaseModel):
     @property
     def key(self) -> str:
         """The study's asset-key prefix and directory name (``-`` → ``_``); ``""`` for the default."""
-        return "" if self.name == DEFAULT else self.name.replace("-", "_")
+        return study_key(self.name)
 
     @property
     def key_prefix(self) -> list[str]:
@@ -130,7 +131,7 @@ def read_study(path: Path) -> Study:
 
 def study_folders() -> list[Path]:
     """The repository's ``studies/`` and the folders in ``$QUANTA_STUDIES`` (``:``-separated)."""
-    extra = [Path(p).expanduser() for p in (os.environ.get(STUDIES_ENV) or "").split(":") if p]
+    extra = [Path(p).expanduser() for p in (env_value(STUDIES_ENV) or "").split(":") if p]
     return [REPOSITORY_STUDIES, *extra]
 
 

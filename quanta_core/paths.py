@@ -7,6 +7,11 @@ that knows it (the IO manager, the stages run on a cluster and the library all a
 ``<cache>/families/<family>/<step>/<asset>…``  assets partitioned by model family × step
 ``<cache>/hub``                        the demo suite's Hugging Face hub-layout repository
 
+A study other than the default one (its own settings, side by side) keeps its analysis assets one
+level deeper, under its key: ``<cache>/<model>/<step>/<study key>/<asset>…`` and
+``<cache>/<model>/<study key>/<asset>…`` (:func:`study_key`; the IO manager gets there from the
+asset key ``<study key>/<asset>``).
+
 ``<asset>…`` is the asset name plus the suffix of its stored format (:mod:`quanta_core.store`):
 ``pile_losses.npy``, ``quanta_report.html``, or a directory ``quanta_similarity/``.
 """
@@ -27,6 +32,15 @@ FAMILIES_DIR = "families"
 def default_cache_dir() -> str:
     """``$QUANTA_CACHE_DIR``, else its value in the project's ``.env``, else ``~/.cache/quanta``."""
     return env_value(CACHE_ENV) or str(Path.home() / ".cache" / "quanta")
+
+
+DEFAULT_STUDY = "default"
+"""The study of the definitions' own settings: today's asset keys and paths (no study directory)."""
+
+
+def study_key(study: str | None) -> str:
+    """A study's directory and asset-key prefix: ``""`` for the default study, else ``-`` → ``_``."""
+    return "" if study in (None, "", DEFAULT_STUDY) else study.replace("-", "_")
 
 
 def pile_file() -> str | None:

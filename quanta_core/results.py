@@ -21,19 +21,13 @@ import pandas as pd
 from quanta_core.clustering.tokens import cluster_assignment
 from quanta_core.corpus.canonical import CanonicalCorpus
 from quanta_core.corpus.tokenizer import load_tokenizer
-from quanta_core.paths import asset_path, default_cache_dir, describe_cache
+from quanta_core.paths import asset_path, default_cache_dir, describe_cache, study_key
 from quanta_core.presets import CONTEXT_AFTER, CONTEXT_BEFORE
 from quanta_core.report.table import samples_table
 from quanta_core.report.token_text import token_bytes_table
 
-DEFAULT_STUDY = "default"
 COLUMNS = ("cluster", "index", "document", "position", "token_id", "token", "loss", "text_before", "text_after")
 STABILITY = ("quanta_cluster_stability", "clusters.parquet")  # per-cluster table, once that asset exists
-
-
-def study_key(study: str | None) -> str:
-    """A study's directory and asset-key prefix: ``""`` for the default study, else ``-`` → ``_``."""
-    return "" if study in (None, "", DEFAULT_STUDY) else study.replace("-", "_")
 
 
 def study_asset_path(cache_dir, asset: str, model: str, step: str, study: str | None = None) -> Path:
