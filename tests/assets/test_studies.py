@@ -61,7 +61,8 @@ def _definitions(cache_dir, corpus, planted, studies, k=5):
     from quanta_assets.studies import DEFAULT_STUDY
 
     resources = {**cache_resources(cache_dir), "pile": PileSource(),
-                 "cluster_settings": ClusterSettings(num_clusters=k), "report_settings": ReportSettings(before=20), "dynamics_settings": TrainingDynamicsSettings()}
+                 "cluster_settings": ClusterSettings(num_clusters=k), "report_settings": ReportSettings(before=20),
+                 "dynamics_settings": TrainingDynamicsSettings()}
     everything = [DEFAULT_STUDY, *studies]
     for study in studies:
         resources.update(study.resources())
