@@ -10,6 +10,9 @@ the per-model training dynamics runs after them):
 * ``model_checkpoint`` and ``pile_losses`` for every demo step;
 * the other model × step assets (similarity, clusters, report) for the last demo step;
 * model-partitioned assets (token learning times, training dynamics) for the demo model;
+* the default study and the studies of :data:`DEMO_STUDIES` (each its own similarity → clusters →
+  dynamics → report, side by side) and their comparison; other studies' assets are skipped with a
+  line saying so;
 * nothing of the family × step assets (``token_scale_curves``): a fit across model sizes needs a
   family of ≥ 6 sizes, and the demo suite is one model that belongs to no family — they are
   skipped explicitly (:data:`SKIPPED_PARTITIONS`), with a line saying so.
@@ -35,7 +38,7 @@ from quanta_assets.partitions import checkpoint_key, checkpoint_partitions, fami
 from quanta_assets.staleness import stale_reason
 from quanta_core.environment import env_value
 from quanta_core.models.demo_training import DEMO_STEPS
-from quanta_core.paths import default_cache_dir
+from quanta_core.paths import default_cache_dir, study_key
 from quanta_core.presets import DEMO_MODEL
 
 EVERY_STEP = {"model_checkpoint", "pile_losses"}  # the rest of the per-checkpoint graph: last step only
@@ -43,6 +46,8 @@ SKIPPED_PARTITIONS = {
     family_step_partitions: "fits across the model sizes of a family (≥ 6 sizes); the demo suite is one model",
 }
 """Partitionings the demo materializes nothing of, and why."""
+DEMO_STUDIES = ("paper-abs",)
+"""Studies the demo materializes besides the default one (the paper's |C| matrix beside C)."""
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 """Each run's console: the stages' INFO progress lines, without the hundreds of DEBUG events."""
 
@@ -58,8 +63,15 @@ class Run:
         return ", ".join(k.to_user_string() for k in self.keys) + (f"  [{self.partition}]" if self.partition else "")
 
 
+def _other_study(key: dg.AssetKey) -> bool:
+    """Is ``key`` an asset of a study the demo does not materialize?"""
+    return len(key.path) > 1 and key.path[0] not in {study_key(name) for name in DEMO_STUDIES}
+
+
 def demo_partitions(graph, key: dg.AssetKey, steps: list[str]) -> list[str | None]:
     """Which partitions of ``key`` the demo materializes (``[None]`` for unpartitioned)."""
+    if _other_study(key):
+        return []
     pdef = graph.get(key).partitions_def
     if pdef is None:
         return [None]
@@ -75,9 +87,16 @@ def demo_partitions(graph, key: dg.AssetKey, steps: list[str]) -> list[str | Non
 
 def skipped_assets(graph) -> dict[str, str]:
     """Asset name → why the demo materializes none of its partitions."""
-    return {key.to_user_string(): SKIPPED_PARTITIONS[graph.get(key).partitions_def]
-            for key in graph.toposorted_asset_keys
-            if graph.get(key).is_materializable and graph.get(key).partitions_def in SKIPPED_PARTITIONS}
+    skipped = {}
+    for key in graph.toposorted_asset_keys:
+        node = graph.get(key)
+        if not node.is_materializable:
+            continue
+        if _other_study(key):
+            skipped[key.to_user_string()] = f"a study the demo does not run (it runs {', '.join(DEMO_STUDIES)})"
+        elif node.partitions_def in SKIPPED_PARTITIONS:
+            skipped[key.to_user_string()] = SKIPPED_PARTITIONS[node.partitions_def]
+    return skipped
 
 
 def _ordered_keys(graph) -> list:
@@ -135,6 +154,10 @@ def result_pages(instance, graph, steps: list[str]) -> dict[str, str]:
     if graph.has(dg.AssetKey("quanta_report")) and steps:
         last = str(checkpoint_key(DEMO_MODEL, steps[-1]))
         pages["report"] = _stored_path(instance, dg.AssetKey("quanta_report"), last)
+    if graph.has(dg.AssetKey("quanta_study_comparison")) and steps:
+        last = str(checkpoint_key(DEMO_MODEL, steps[-1]))
+        folder = _stored_path(instance, dg.AssetKey("quanta_study_comparison"), last)
+        pages["studies compared"] = str(Path(folder) / "page.html") if folder else None
     if graph.has(dg.AssetKey("quanta_training_dynamics")):
         folder = _stored_path(instance, dg.AssetKey("quanta_training_dynamics"), DEMO_MODEL)
         pages["model page"] = str(Path(folder) / "page.html") if folder else None
