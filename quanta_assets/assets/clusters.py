@@ -7,6 +7,7 @@ import numpy as np
 from quanta_assets.automation import follow_upstream
 from quanta_assets.code_versions import require_declared_settings
 from quanta_assets.partitions import checkpoint_partitions, model_and_step
+from quanta_assets.settings import ClusterSettings
 from quanta_assets.studies import DEFAULT_STUDY, Study
 from quanta_core.clustering import paper
 from quanta_core.clustering import roads as cluster_roads
@@ -53,41 +54,47 @@ def clusters_asset(study: Study = DEFAULT_STUDY) -> dg.AssetsDefinition:
         pile_losses: np.ndarray,
     ) -> dict:
         require_declared_settings(context)
-        model, step = model_and_step(context)
-        indices = np.asarray(quanta_similarity["indices"], dtype=np.int64)
-        options = getattr(context.resources, settings_key).for_model(model)
-        k = options.num_clusters
-        road = "sparse (kNN graph)" if "knn_indices" in quanta_similarity else "exact (dense matrix)"
-        context.log.info(f"spectral clustering of {len(indices):,} tokens into {k} clusters, {road} road "
-                         f"(n_init={options.n_init}, random_state={options.random_state})")
-        try:
-            labels, info = cluster_roads.cluster_similarity(quanta_similarity, options, progress=context.log.info)
-        except ValueError as error:
-            raise ValueError(f"quanta_similarity of {model} {step}: {error}") from error
-        table = clusters_table(indices, labels, CanonicalCorpus.from_arrays(pile_canonical), np.asarray(pile_losses))
-        sizes = clustering.cluster_sizes(labels)
-        context.add_output_metadata(
-            {
-                "num_tokens": len(indices),
-                "num_clusters": k,
-                "n_init": options.n_init,
-                "random_state": options.random_state,
-                **{name: value for name, value in info.items()
-                   if name not in ("num_tokens", "num_clusters", "n_init")},
-                "clusters_digest": clusters_digest(indices, labels),
-                "largest_clusters": dg.MetadataValue.json(sizes[:10].tolist()),
-                "median_cluster_size": float(np.median(sizes)),
-                "smallest_cluster_size": int(sizes[-1]),
-                "singleton_clusters": int((sizes == 1).sum()),
-                **_paper_agreement(model, step, labels, k),
-            }
-        )
-        return {"labels": labels, "tokens": table}
+        return _cluster(context, getattr(context.resources, settings_key), quanta_similarity, pile_canonical,
+                        pile_losses)
 
     return quanta_clusters
 
 
 quanta_clusters = clusters_asset()
+
+
+def _cluster(context, settings: ClusterSettings, quanta_similarity: dict, pile_canonical: dict,
+             pile_losses: np.ndarray) -> dict:
+    model, step = model_and_step(context)
+    indices = np.asarray(quanta_similarity["indices"], dtype=np.int64)
+    options = settings.for_model(model)
+    k = options.num_clusters
+    road = "sparse (kNN graph)" if "knn_indices" in quanta_similarity else "exact (dense matrix)"
+    context.log.info(f"spectral clustering of {len(indices):,} tokens into {k} clusters, {road} road "
+                     f"(n_init={options.n_init}, random_state={options.random_state})")
+    try:
+        labels, info = cluster_roads.cluster_similarity(quanta_similarity, options, progress=context.log.info)
+    except ValueError as error:
+        raise ValueError(f"quanta_similarity of {model} {step}: {error}") from error
+    table = clusters_table(indices, labels, CanonicalCorpus.from_arrays(pile_canonical), np.asarray(pile_losses))
+    sizes = clustering.cluster_sizes(labels)
+    context.add_output_metadata(
+        {
+            "num_tokens": len(indices),
+            "num_clusters": k,
+            "n_init": options.n_init,
+            "random_state": options.random_state,
+            **{name: value for name, value in info.items()
+               if name not in ("num_tokens", "num_clusters", "n_init")},
+            "clusters_digest": clusters_digest(indices, labels),
+            "largest_clusters": dg.MetadataValue.json(sizes[:10].tolist()),
+            "median_cluster_size": float(np.median(sizes)),
+            "smallest_cluster_size": int(sizes[-1]),
+            "singleton_clusters": int((sizes == 1).sum()),
+            **_paper_agreement(model, step, labels, k),
+        }
+    )
+    return {"labels": labels, "tokens": table}
 
 
 def _paper_agreement(model: str, step: str, labels: np.ndarray, k: int) -> dict:
