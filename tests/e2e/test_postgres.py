@@ -116,6 +116,8 @@ def test_materialization_and_schedule_ticks_are_stored_in_postgres(postgres, tmp
 
     # 1. a materialization of one campaign partition
     defs = toy_location.defs
+    corpus = dg.materialize(defs.assets, selection=["pile_canonical"], instance=instance, resources=defs.resources)
+    assert corpus.success  # the campaign's runs need it
     done = str(dg.MultiPartitionKey({"model": "pythia-70m", "step": "step1000"}))
     result = dg.materialize(defs.assets, selection=["model_checkpoint", "pile_losses"], partition_key=done,
                             instance=instance, resources=defs.resources)
