@@ -33,6 +33,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 # Run the whole pipeline on the embedded demo suite (mini-Pile + locally trained GPT-NeoX).
 demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m quanta_assets.instance_setup
 	$(PY) -m quanta_assets.demo
 
 # Every test, end-to-end ones included (what CI runs).
@@ -47,7 +48,9 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 # Open the Dagster UI on the same instance and cache as `make demo` (localhost:3000).
+# instance_setup: the gpu pool's limit exists before the first run (docs/operations.md).
 ui: install $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m quanta_assets.instance_setup
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: install

@@ -3,7 +3,8 @@
 Layout: :mod:`quanta_core.paths` (``<cache>/corpus/A``, ``<cache>/<model>/<step>/A``,
 ``<cache>/<model>/A``, ``<cache>/families/<family>/<step>/A``); formats: :mod:`quanta_core.store`
 (``.npy`` memory-mapped on load, ``.parquet``, ``.html``, a directory for a ``dict``). Every output
-records its ``path``.
+records its ``path``, ``content_size`` and ``content_hash``; on load a stored file that no longer
+matches what its latest materialization recorded is an error naming it (:mod:`quanta_assets.recorded`).
 
 Inputs may set metadata on their ``AssetIn``:
 
@@ -24,8 +25,10 @@ from typing import Any
 
 import dagster as dg
 
+from quanta_assets.recorded import verify_stored
 from quanta_assets.resources import QuantaCache
 from quanta_core import store
+from quanta_core.integrity import fingerprint_metadata
 from quanta_core.paths import asset_path, describe_cache
 from quanta_core.steps import sorted_steps
 
@@ -59,6 +62,14 @@ def by_step(partitions: dict) -> dict:
     return {step: values[step] for step in sorted_steps(values)}
 
 
+def _instance(context: dg.InputContext) -> dg.DagsterInstance | None:
+    """The run's instance (``None`` for a context built without one, e.g. in a unit test)."""
+    try:
+        return context.instance
+    except dg.DagsterInvariantViolationError:
+        return None
+
+
 class QuantaIOManager(dg.ConfigurableIOManager):
     """Stores assets under the ``cache`` resource's directory (see the module docstring)."""
 
@@ -73,20 +84,22 @@ class QuantaIOManager(dg.ConfigurableIOManager):
             return
         partition = context.asset_partition_key if context.has_asset_partitions else None
         written = store.write_value(self.path_for(context.asset_key, partition), obj)
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(written))})
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(written)), **fingerprint_metadata(written)})
 
     def load_input(self, context: dg.InputContext) -> Any:
         meta = context.definition_metadata or {}
         optional, as_path = bool(meta.get("allow_missing_partitions")), bool(meta.get("as_path"))
+        instance = _instance(context)
         if not context.has_asset_partitions:
-            return self._load(context.asset_key, None, optional, as_path)
+            return self._load(instance, context.asset_key, None, optional, as_path)
         keys = context.asset_partition_keys
         if len(keys) == 1:  # the same partition, or a mapping onto one partition: the value itself
-            return self._load(context.asset_key, keys[0], optional, as_path)
-        loaded = {key: self._load(context.asset_key, key, optional, as_path) for key in keys}
+            return self._load(instance, context.asset_key, keys[0], optional, as_path)
+        loaded = {key: self._load(instance, context.asset_key, key, optional, as_path) for key in keys}
         return {key: value for key, value in loaded.items() if value is not None}
 
-    def _load(self, asset_key: dg.AssetKey, partition: str | None, optional: bool, as_path: bool) -> Any:
+    def _load(self, instance: dg.DagsterInstance | None, asset_key: dg.AssetKey, partition: str | None,
+              optional: bool, as_path: bool) -> Any:
         path = self.path_for(asset_key, partition)
         stored = store.stored_path(path)
         if stored is None:
@@ -96,4 +109,6 @@ class QuantaIOManager(dg.ConfigurableIOManager):
             raise FileNotFoundError(f"{asset_key.to_user_string()}{where}: nothing stored at {path}; looked in "
                                     f"{describe_cache(self.cache.root)}. Materialize it first if this is the "
                                     "right cache.")
+        if instance is not None:
+            verify_stored(instance, asset_key, partition, stored)
         return stored if as_path else store.read_value(path)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from quanta_core.atomic import atomic_path
+from quanta_core.integrity import CacheFileError, load_npy
 
 SUFFIXES = (".npy", ".parquet", ".html", ".json", "")
 
@@ -92,14 +93,15 @@ def stored_path(path: str | os.PathLike) -> Path | None:
 
 def _read_one(path: Path) -> Any:
     if path.suffix == ".npy":
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix == ".html":
-        return path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        return json.loads(path.read_text(encoding="utf-8"))
-    raise ValueError(f"unknown stored file type: {path}")
+        return load_npy(path)
+    readers = {".parquet": pd.read_parquet, ".html": lambda p: p.read_text(encoding="utf-8"),
+               ".json": lambda p: json.loads(p.read_text(encoding="utf-8"))}
+    if path.suffix not in readers:
+        raise ValueError(f"unknown stored file type: {path}")
+    try:
+        return readers[path.suffix](path)
+    except (ValueError, OSError, UnicodeDecodeError) as e:  # pyarrow's errors are ValueError / OSError
+        raise CacheFileError(f"{path}: cannot read this {path.suffix} file ({path.stat().st_size} bytes): {e}") from e
 
 
 def open_table(table, name: str) -> tuple[np.ndarray, str]:
@@ -114,7 +116,7 @@ def open_table(table, name: str) -> tuple[np.ndarray, str]:
         where = os.fspath(table)
         if not os.path.isfile(where):
             raise FileNotFoundError(f"loss table for {name} not found: {where}")
-        array = np.load(where, mmap_mode="r", allow_pickle=False)
+        array = load_npy(where)
     if array.ndim != 1 or not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"loss table for {name} ({where}) must be a 1-D float array, got {array.dtype} {array.shape}")
     return array, where

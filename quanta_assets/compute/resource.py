@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from quanta_assets.compute.lifeline import die_with_run_worker
 from quanta_assets.compute.metadata import to_dagster_metadata
 from quanta_assets.compute.slurm import SlurmJobSpec, run_as_slurm_job
 from quanta_assets.compute.stage_ref import run_stage
@@ -67,6 +68,10 @@ class ComputeResource(dg.ConfigurableResource):
     slurm_python: str | None = None
     slurm_launcher: str | None = None
     shared_dir: str | None = None
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """In a step's own process: die with the run worker (no orphan; see ``lifeline``)."""
+        die_with_run_worker()
 
     @property
     def resolved_backend(self) -> str:

@@ -14,6 +14,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
+from quanta_core import store
+from quanta_core.integrity import fingerprint_metadata
+
 Log = Callable[[str], None]
 Stage = Callable[[dict, Log], dict]
 
@@ -37,8 +40,10 @@ def resolve_stage(name: str) -> Stage:
 
 
 def run_stage(name: str, params: dict, log: Log) -> dict:
-    """Run stage ``name`` with ``params``; returns its Pipes-format metadata (a dict)."""
+    """Run stage ``name`` with ``params``; returns its Pipes-format metadata (a dict), plus the
+    ``content_size`` / ``content_hash`` of what it stored at ``params["output"]`` (if given)."""
     metadata = resolve_stage(name)(params, log)
     if not isinstance(metadata, dict):
         raise TypeError(f"stage {name!r} returned {type(metadata).__name__}, expected a metadata dict")
-    return metadata
+    stored = store.stored_path(params["output"]) if params.get("output") else None
+    return {**metadata, **fingerprint_metadata(stored)} if stored is not None else metadata

@@ -1,8 +1,10 @@
 """Stream documents from a Pile-format file: ``.jsonl.zst``, one JSON object per line with
-``text`` (str) and ``meta.pile_set_name`` (str).
+``text`` (str) and ``meta.pile_set_name`` (str). Plain (uncompressed) JSONL is read too, as the
+Pile's own tools write both; the format is told by the content (zstd's magic number), not the name.
 
 Memory stays constant whatever the file size: the file is decompressed in 1 MiB chunks and
-split into lines as it goes. Bad input raises :class:`PileFormatError` naming file and line.
+split into lines as it goes. Bad input raises :class:`PileFormatError` naming file and line; a
+file without a single document (0 bytes, an empty zstd frame, blank lines only) is bad input.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import zstandard
 from quanta_core.atomic import atomic_path
 
 CHUNK_BYTES = 1 << 20
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class PileFormatError(ValueError):
@@ -54,9 +57,27 @@ def _decompressed_chunks(path: Path) -> Iterator[bytes]:
             raise PileFormatError(f"{path}: truncated zstd file (the last frame is incomplete)")
 
 
+def _plain_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            yield chunk
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    """The file's JSONL bytes: zstd-decompressed, or as is when it starts like plain JSONL."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == ZSTD_MAGIC:
+        return _decompressed_chunks(path)
+    if head[:1].strip() in (b"{", b""):  # a JSON object or leading blank lines: plain JSONL
+        return _plain_chunks(path)
+    raise PileFormatError(f"{path}: expected zstd-compressed JSONL (.jsonl.zst) or plain JSONL, "
+                          f"but the file starts with bytes {head.hex()}")
+
+
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
     buf, line_no = b"", 0
-    for chunk in _decompressed_chunks(path):
+    for chunk in _chunks(path):
         buf += chunk
         *complete, buf = buf.split(b"\n")
         for line in complete:
@@ -89,15 +110,19 @@ def _parse(path: Path, line_no: int, raw: bytes) -> PileDocument:
 
 
 def read_pile(path: str | os.PathLike, num_documents: int | None = None) -> Iterator[PileDocument]:
-    """Yield the first ``num_documents`` documents (all when ``None``) of a ``.jsonl.zst`` file.
+    """Yield the first ``num_documents`` documents (all when ``None``) of a ``.jsonl.zst`` (or
+    plain ``.jsonl``) file.
 
     Blank lines are skipped (they are not documents). Empty ``text`` is a valid, empty document.
+    A file with no document at all raises :class:`PileFormatError`.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Pile file not found: {path}")
     if num_documents is not None and num_documents <= 0:
         return
+    if path.stat().st_size == 0:
+        raise PileFormatError(f"{path}: empty file (0 bytes), no documents")
     count = 0
     for line_no, raw in _lines(path):
         if not raw.strip():
@@ -106,6 +131,9 @@ def read_pile(path: str | os.PathLike, num_documents: int | None = None) -> Iter
         count += 1
         if num_documents is not None and count >= num_documents:
             return
+    if count == 0:
+        raise PileFormatError(f"{path}: no documents ({path.stat().st_size} bytes, nothing but an empty "
+                              "zstd frame or blank lines)")
 
 
 def write_pile(path: str | os.PathLike, documents: list[tuple[str, dict]], level: int = 10) -> Path:

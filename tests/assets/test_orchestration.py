@@ -127,6 +127,7 @@ def test_schedule_requests_exactly_the_missing_partitions_and_never_duplicates(s
                         batch_size=3)
     keys = campaign.partition_keys()
     assert len(keys) == 6
+    materialize(defs, ["pile_canonical"], None, instance)  # the corpus the campaign's runs need
     for key in (keys[0], keys[2]):  # already materialized before the campaign starts
         materialize(defs, ["model_checkpoint", "pile_losses"], key, instance)
     # a partition with only the checkpoint is not done
@@ -167,6 +168,7 @@ def test_schedule_gives_up_after_max_attempts_and_reports_completion(stored_inst
     instance = stored_instance
     campaign = Campaign(name="u", models=("pythia-70m",), steps=("step1000",), max_attempts=1)
     schedule = campaign_schedule(campaign)
+    materialize(make_defs(), ["pile_canonical"], None, instance)
     run = create_run_for_test(instance, job_name="campaign_u_job", status=dg.DagsterRunStatus.FAILURE,
                               tags={CAMPAIGN_TAG: "u", "dagster/partition": pk("pythia-70m", "step1000")})
     assert run is not None
@@ -177,6 +179,7 @@ def test_schedule_gives_up_after_max_attempts_and_reports_completion(stored_inst
 def test_schedule_leaves_partitions_alone_while_another_run_works_on_them(stored_instance):
     campaign = Campaign(name="v", models=("pythia-70m",), steps=("step1000", "step2000"), batch_size=2)
     busy = pk("pythia-70m", "step1000")
+    materialize(make_defs(), ["pile_canonical"], None, stored_instance)
     create_run_for_test(stored_instance, job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED,
                         tags={"dagster/partition": busy, "dagster/backfill": "abc"})  # e.g. a UI backfill
     requests = _tick(campaign_schedule(campaign), stored_instance)

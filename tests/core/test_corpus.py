@@ -5,7 +5,7 @@ import json
 import pytest
 import zstandard
 
-from quanta_core.corpus.pile import PileFormatError, read_pile, write_pile
+from quanta_core.corpus.pile import ZSTD_MAGIC, PileFormatError, read_pile, write_pile
 
 
 def _write_raw(path, lines: list[bytes], frames: int = 1):
@@ -52,9 +52,36 @@ def test_truncated_zst(tmp_path):
 
 def test_corrupt_zst(tmp_path):
     path = tmp_path / "c.jsonl.zst"
-    path.write_bytes(b"this is not zstd at all" * 10)
+    path.write_bytes(ZSTD_MAGIC + b"this is not zstd at all" * 10)
     with pytest.raises(PileFormatError, match=r"c\.jsonl\.zst.*corrupt"):
         list(read_pile(path))
+
+
+def test_neither_zstd_nor_jsonl_is_refused_as_such(tmp_path):
+    path = tmp_path / "c.jsonl.zst"
+    path.write_bytes(b"this is not zstd at all" * 10)
+    with pytest.raises(PileFormatError, match=r"c\.jsonl\.zst: expected zstd-compressed JSONL"):
+        list(read_pile(path))
+
+
+@pytest.mark.parametrize("content", [b"", zstandard.ZstdCompressor().compress(b""), b"\n\n",
+                                     zstandard.ZstdCompressor().compress(b"\n  \n")],
+                         ids=["0 bytes", "empty zstd frame", "blank lines", "zstd of blank lines"])
+def test_a_corpus_without_documents_is_an_error_naming_the_file(tmp_path, content):
+    path = tmp_path / "empty.jsonl.zst"
+    path.write_bytes(content)
+    with pytest.raises(PileFormatError, match=r"empty\.jsonl\.zst.*no documents"):
+        list(read_pile(path))
+    assert list(read_pile(path, 0)) == []  # nothing asked, nothing read
+
+
+def test_plain_jsonl_is_read_like_the_compressed_file(tmp_path):
+    lines = [_record(f"document {i}", "Github") for i in range(5)]
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(b"".join(line + b"\n" for line in lines))
+    compressed = _write_raw(tmp_path / "c.jsonl.zst", lines)
+    assert list(read_pile(plain)) == list(read_pile(compressed))
+    assert [d.text for d in read_pile(plain, 2)] == ["document 0", "document 1"]
 
 
 def test_line_not_json(tmp_path):

@@ -116,6 +116,8 @@ def test_materialization_and_schedule_ticks_are_stored_in_postgres(postgres, tmp
 
     # 1. a materialization of one campaign partition
     defs = toy_location.defs
+    corpus = dg.materialize(defs.assets, selection=["pile_canonical"], instance=instance, resources=defs.resources)
+    assert corpus.success  # the campaign's runs need it
     done = str(dg.MultiPartitionKey({"model": "pythia-70m", "step": "step1000"}))
     result = dg.materialize(defs.assets, selection=["model_checkpoint", "pile_losses"], partition_key=done,
                             instance=instance, resources=defs.resources)
@@ -160,3 +162,22 @@ def test_materialization_and_schedule_ticks_are_stored_in_postgres(postgres, tmp
     pool_tags = _query(postgres, "SELECT count(*) FROM run_tags WHERE key = 'quanta/pool' AND value = 'gpu'")
     assert pool_tags == [(2,)]
     instance.dispose()
+
+
+def test_instance_setup_writes_the_gpu_pool_limit_into_postgres(postgres, tmp_path, monkeypatch):
+    """The pool preparation of docs/operations.md on the PostgreSQL profile: the limit exists before
+    any run, from ``default_limit``; run again, it keeps a limit an operator set."""
+    from quanta_assets.instance_setup import prepare_pools
+
+    for key, value in postgres.items():
+        monkeypatch.setenv(key, value)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster-postgres.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert prepare_pools(instance) == {"gpu": 1}
+        assert _query(postgres, "SELECT concurrency_key, \"limit\" FROM concurrency_limits") == [("gpu", 1)]
+        instance.event_log_storage.set_concurrency_slots("gpu", 3)  # dagster instance concurrency set gpu 3
+        assert prepare_pools(instance) == {"gpu": 3}

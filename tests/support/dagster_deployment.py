@@ -53,21 +53,25 @@ def base_env(home: Path, cache: Path, extra: dict) -> dict:
             **extra}
 
 
-def new_instance_home(home: Path) -> None:
-    """A fresh ``DAGSTER_HOME`` with the run queue and pools, migrated before anyone shares it."""
+def new_instance_home(home: Path, dagster_yaml: str = DAGSTER_YAML, prepare: bool = True) -> None:
+    """A fresh ``DAGSTER_HOME`` with the run queue and pools, migrated before anyone shares it and
+    prepared as docs/operations.md says (``python -m quanta_assets.instance_setup``: the pool limits)."""
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)
-    subprocess.run([BIN / "dagster", "instance", "migrate"], env={**os.environ, "DAGSTER_HOME": str(home)},
-                   check=True, capture_output=True, timeout=300)
+    (home / "dagster.yaml").write_text(dagster_yaml)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO)}
+    subprocess.run([BIN / "dagster", "instance", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    if prepare:
+        subprocess.run([sys.executable, "-m", "quanta_assets.instance_setup"], env=env, check=True,
+                       capture_output=True, timeout=300)
 
 
 class Deployment:
     """``dagster dev -m support.cluster_location`` with the given environment; see the module docstring."""
 
-    def __init__(self, root: Path, env: dict):
+    def __init__(self, root: Path, env: dict, dagster_yaml: str = DAGSTER_YAML, prepare: bool = True):
         self.home, self.cache = root / "dagster_home", root / "cache"
         self.cache.mkdir(parents=True, exist_ok=True)
-        new_instance_home(self.home)
+        new_instance_home(self.home, dagster_yaml, prepare)
         self.env = base_env(self.home, self.cache, env)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/graphql"
