@@ -8,6 +8,7 @@ Laid out by stage; the facts everything uses stay on top:
   atomic          atomic file writes (temp file + rename)
   progress        throttled progress lines (rate, time left)
   host_memory     memory facts without torch: GIB, /proc figures, the host budget, check_fits
+  integrity       what a stored file should be (size, content hash); reading it back by name
   corpus/         Pile documents → tokenizer → canonical index → induction filters → selection
   models/         checkpoints by hub revision, the demo suite, per-token losses
   similarity/     per-token gradient cosine similarity (exact, projected, reference; dense or kNN)
