@@ -55,7 +55,8 @@ def test_pools_and_automation_are_on_the_assets(defs):
 
 def test_settings_change_touches_only_the_assets_that_use_it(defs, monkeypatch):
     """Change one settings resource at a time (its settings dict gets an extra entry, as if a field
-    changed): exactly the assets that require that resource get a new code version."""
+    changed): exactly the assets that require that resource get a new code version (each study has
+    its own resource of the same class: all of them change with the class)."""
     from quanta_assets import definitions
 
     graph = defs.resolve_asset_graph()
@@ -69,8 +70,9 @@ def test_settings_change_touches_only_the_assets_that_use_it(defs, monkeypatch):
         monkeypatch.setattr(target, "fingerprint", lambda self, o=original: {**o(self), "changed": True})
         after_graph = definitions.build_definitions(resources).resolve_asset_graph()
         after = {k: after_graph.get(k).code_version for k in after_graph.get_all_asset_keys()}
+        same_class = {k for k, r in defs.resources.items() if type(r) is target}
         users = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable
-                 and res_key in defs.resolve_assets_def(k).required_resource_keys}
+                 and same_class & defs.resolve_assets_def(k).required_resource_keys}
         assert users, f"no asset uses resource {res_key}"
         differ = {k for k in before if before[k] != after[k]}
         assert differ == users, f"{res_key}: changed {sorted(map(str, differ))}, expected {sorted(map(str, users))}"
