@@ -147,7 +147,8 @@ def test_report_shows_the_dynamics_of_its_step(cache_dir, corpus):
 
     stored = [upstream[0], dg.AssetSpec("quanta_training_dynamics", partitions_def=model_partitions)]  # stored above
     result = dg.materialize([pile_canonical, *stored, quanta_report],
-                            selection=["quanta_report", "quanta_report_samples"], partition_key=checkpoint_key("quanta-demo", "step4"),
+                            selection=["quanta_report", "quanta_report_samples"],
+                            partition_key=checkpoint_key("quanta-demo", "step4"),
                             resources=resources)
     assert result.success
     html = report_path.read_text(encoding="utf-8")
