@@ -50,7 +50,8 @@ def study_assets(study: Study) -> list[dg.AssetsDefinition]:
     if study is DEFAULT_STUDY:
         return [similarity.quanta_similarity, clusters.quanta_clusters, dynamics.quanta_training_dynamics,
                 report.quanta_report]
-    return [factory(study) for factory in STUDY_ASSETS]
+    return [factory(study) for factory in STUDY_ASSETS
+            if study.own_similarity or factory is not similarity.similarity_asset]
 
 
 def default_resources() -> dict:

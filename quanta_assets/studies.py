@@ -8,8 +8,9 @@ A study is a YAML file (``studies/<name>.yaml`` in the repository, or in the fol
     cluster_settings: {num_clusters: 30}
 
 Its keys are the settings resources of the analysis (:data:`STUDY_SETTINGS`), each with the
-fields of :mod:`quanta_assets.settings` (unset: the field's default, e.g. the family's preset). Each study gets its own
-similarity → clusters → report → training dynamics, under asset keys prefixed by its key (the
+fields of :mod:`quanta_assets.settings` (unset: the field's default, e.g. the family's preset).
+Each study gets its own similarity (unless it declares no similarity setting: then it clusters
+the default study's) → clusters → report → training dynamics, under asset keys prefixed by its key (the
 name with ``-`` → ``_``: ``paper_abs/quanta_clusters``) and stored under ``<cache>/<model>/<step>/
 <key>/`` and ``<cache>/<model>/<key>/``; it shares the corpus, checkpoints and loss tables. The
 ``default`` study is the definitions' own settings, under today's keys and paths.
@@ -80,6 +81,17 @@ class Study(BaseModel):
     @property
     def key_prefix(self) -> list[str]:
         return [self.key] if self.key else []
+
+    @property
+    def own_similarity(self) -> bool:
+        """Does the study compute its own similarity? Not when it declares no similarity setting: its
+        clusters then read the default study's ``quanta_similarity`` (the expensive step, shared)."""
+        return bool(self.key and self.settings.get("similarity_settings"))
+
+    @property
+    def similarity_key(self) -> list[str]:
+        """The asset key of the similarity this study clusters."""
+        return [*(self.key_prefix if self.own_similarity else []), "quanta_similarity"]
 
     def resource_key(self, base: str) -> str:
         """The resource key of this study's ``base`` settings (``paper_abs__cluster_settings``)."""

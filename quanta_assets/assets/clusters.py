@@ -39,7 +39,7 @@ def clusters_asset(study: Study = DEFAULT_STUDY) -> dg.AssetsDefinition:
         name="quanta_clusters",
         key_prefix=study.key_prefix,
         partitions_def=checkpoint_partitions,
-        ins={"quanta_similarity": dg.AssetIn(key=[*study.key_prefix, "quanta_similarity"]),
+        ins={"quanta_similarity": dg.AssetIn(key=study.similarity_key),
              "pile_canonical": dg.AssetIn(key="pile_canonical"), "pile_losses": dg.AssetIn(key="pile_losses")},
         required_resource_keys={settings_key},
         group_name=study.group("clusters"),

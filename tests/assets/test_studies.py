@@ -48,7 +48,8 @@ def _stand_ins(corpus, planted, studies):
         return quanta_similarity
 
     learning = dg.AssetSpec("token_learning_times", partitions_def=model_partitions)  # not materialized here
-    return [pile_canonical, pile_losses, learning, *(similarity(s.key_prefix) for s in studies)]
+    return [pile_canonical, pile_losses, learning, *(similarity(s.key_prefix) for s in studies
+                                                      if s.own_similarity or not s.key)]
 
 
 def _definitions(cache_dir, corpus, planted, studies, k=5):
@@ -151,8 +152,8 @@ def test_two_studies_side_by_side_and_their_comparison(cache_dir, corpus, plante
 
     three = Study(name="k-three", settings={"cluster_settings": {"num_clusters": 3}}, description="k = 3")
     assets, resources = _definitions(cache_dir, corpus, planted, [three])
-    base = ["pile_canonical", "pile_losses", "quanta_similarity", "k_three/quanta_similarity"]
-    assert _run(assets, resources, [*base, "quanta_clusters"]).success
+    assert not three.own_similarity  # it declares no similarity setting: it clusters the default's
+    assert _run(assets, resources, ["pile_canonical", "pile_losses", "quanta_similarity", "quanta_clusters"]).success
     default_file = cache_dir / "quanta-demo" / "step4" / "quanta_clusters" / "labels.npy"
     before = (default_file.read_bytes(), default_file.stat().st_mtime_ns)
     assert _run(assets, resources, ["k_three/quanta_clusters", "quanta_study_comparison"]).success
