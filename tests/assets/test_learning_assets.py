@@ -236,4 +236,10 @@ def test_demo_planner_chooses_partitions_for_every_real_asset():
               for k in graph.toposorted_asset_keys if graph.get(k).is_materializable}
     assert chosen["token_learning_times"] == [MODEL] and chosen["quanta_training_dynamics"] == [MODEL]
     assert chosen["token_scale_curves"] == []
-    assert list(skipped_assets(graph)) == ["token_scale_curves"]
+    assert chosen["paper_abs/quanta_training_dynamics"] == [MODEL]  # a study of the demo (DEMO_STUDIES)
+    skipped = skipped_assets(graph)
+    assert "token_scale_curves" in skipped and "paper_abs/quanta_clusters" not in skipped
+    assert {k for k in skipped if k != "token_scale_curves"} == {
+        f"projected_8k/{name}" for name in ("quanta_similarity", "quanta_clusters", "quanta_training_dynamics",
+                                            "quanta_report", "quanta_report_samples")}
+    assert all(chosen[k] == [] for k in skipped)
