@@ -5,8 +5,11 @@ gradients), on the similarity the cluster was found in:
 
 * dense road (``matrix`` ``[S, S]``): the mean cosine over the cluster's n(n − 1) ordered pairs of
   distinct members (the diagonal left out); NaN for a singleton;
-* sparse road (``knn_indices`` / ``knn_cosines`` ``[S, k]``): the mean cosine over the kNN edges
-  i → j with both ends in the cluster; NaN when it has none.
+* sparse road (``knn_indices`` / ``knn_cosines`` ``[S, k]``): the same mean over the n(n − 1) pairs,
+  with the cosines of the kNN edges inside the cluster and 0 for pairs that are no edge (the sparse
+  road's affinity treats them so too); on a complete graph it equals the dense coherence. (The mean
+  over the inside edges alone does not tell a cluster from a random group: a kNN edge is a near
+  neighbour either way — measured on planted clusters, z ≈ 0.)
 
 The null: a random permutation of the labels splits the tokens into random groups of exactly the
 clusters' sizes; ``null_groups`` permutations (seeded) give each cluster that many random groups
@@ -49,19 +52,25 @@ def dense_block_means(matrix: np.ndarray, labels: np.ndarray, num_clusters: int)
     return out
 
 
-def knn_edge_means(knn_indices: np.ndarray, knn_cosines: np.ndarray, labels: np.ndarray,
+def knn_pair_means(knn_indices: np.ndarray, knn_cosines: np.ndarray, labels: np.ndarray,
                    num_clusters: int) -> np.ndarray:
-    """Mean cosine of the kNN edges (``[S, k]`` indices / cosines) with both ends in the same
-    cluster, per cluster: float64 ``[num_clusters]``, NaN for clusters without such an edge."""
-    idx = np.asarray(knn_indices)
-    source = np.repeat(labels, idx.shape[1])
-    target = labels[idx.reshape(-1)]
-    inside = source == target
-    weights = np.asarray(knn_cosines, dtype=np.float64).reshape(-1)[inside]
-    sums = np.bincount(source[inside], weights=weights, minlength=num_clusters)
-    counts = np.bincount(source[inside], minlength=num_clusters)
+    """Mean cosine over each cluster's ordered pairs of distinct members, a pair's cosine taken from
+    the kNN graph (``[S, k]`` indices / cosines; an edge in either direction counts for both) and 0
+    where the pair is no edge: float64 ``[num_clusters]``, NaN for clusters of < 2 tokens. On a
+    complete graph (k = S − 1) this is :func:`dense_block_means` of the matrix."""
+    idx = np.asarray(knn_indices, dtype=np.int64)
+    num_tokens = idx.shape[0]
+    source = np.repeat(np.arange(num_tokens, dtype=np.int64), idx.shape[1])
+    target = idx.reshape(-1)
+    pair = np.minimum(source, target) * num_tokens + np.maximum(source, target)
+    pair, first = np.unique(pair, return_index=True)  # each unordered edge once
+    a, b = pair // num_tokens, pair % num_tokens
+    inside = labels[a] == labels[b]
+    cosines = np.asarray(knn_cosines, dtype=np.float64).reshape(-1)[first]
+    sums = 2 * np.bincount(labels[a][inside], weights=cosines[inside], minlength=num_clusters)
+    n = np.bincount(labels, minlength=num_clusters).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return np.where(n >= 2, sums / (n * (n - 1)), np.nan)
 
 
 def _scorer(similarity: Mapping[str, np.ndarray]):
@@ -70,7 +79,7 @@ def _scorer(similarity: Mapping[str, np.ndarray]):
         return matrix.shape[0], lambda lab, k: dense_block_means(matrix, lab, k)
     if "knn_indices" in similarity:
         idx, cos = similarity["knn_indices"], similarity["knn_cosines"]
-        return idx.shape[0], lambda lab, k: knn_edge_means(idx, cos, lab, k)
+        return idx.shape[0], lambda lab, k: knn_pair_means(idx, cos, lab, k)
     raise ValueError(f"similarity has neither matrix nor knn_indices (got {sorted(similarity)})")
 
 
