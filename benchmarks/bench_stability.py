@@ -11,11 +11,16 @@ Sections (``--only a,b``; default: demo):
 * ``scale``: the cost at ``--samples`` (10,000) × ``--clusters`` (400) with R = ``--resamples`` (20)
   on one road (``--road exact|sparse``, ``--neighbors`` 30 for the sparse road's kNN graph) and
   scheme. ``--measured N`` runs only N re-clusterings (≥ 2) and extrapolates to R: the seeds
-  scheme's first re-clustering carries the one embedding, the others are k-means only.
+  scheme's first re-clustering carries the one embedding, the others are k-means only;
+  ``--measured 0`` (seeds only) extrapolates from the one clustering's phases: embedding once +
+  R × its k-means (a seeds re-clustering *is* that k-means with another seed). Also times the
+  coherence with its null (100 random groups per cluster).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_stability.py --only demo
     OMP_NUM_THREADS=2 python benchmarks/bench_stability.py --only scale --samples 10000 --clusters 400 \\
-        --road exact --scheme subsample --measured 2
+        --road exact --scheme seeds --measured 0
+    OMP_NUM_THREADS=2 python benchmarks/bench_stability.py --only scale --samples 2500 --clusters 100 \\
+        --road sparse --scheme subsample --measured 4
 
 Results go to stdout (and ``--json``) as they come.
 """
@@ -28,6 +33,7 @@ import time
 
 import numpy as np
 
+from quanta_core.clustering.coherence import cluster_coherence
 from quanta_core.clustering.roads import ClusterOptions, cluster_similarity
 from quanta_core.clustering.stability import StabilityOptions, cluster_stability, reclusterings
 from quanta_core.similarity.knn import knn_from_dense
@@ -73,12 +79,22 @@ def section_scale(args, record) -> None:
     labels, info = cluster_similarity(similarity, options)
     one = time.perf_counter() - started
     record({"section": "scale", "step": "one clustering", "seconds": round(one, 1), "info": info})
-    stamps = [time.perf_counter()]
-    stability = StabilityOptions(scheme=args.scheme, resamples=args.measured)
-    reclusterings(similarity, options, stability, progress=lambda message: stamps.append(time.perf_counter()))
-    each = np.diff(stamps)
-    rest = each[1:].mean() if args.scheme == "seeds" else each.mean()
-    total = each.sum() + (args.resamples - args.measured) * rest
+    started = time.perf_counter()
+    cluster_coherence(similarity, labels)
+    record({"section": "scale", "step": "coherence (100 random groups per cluster)",
+            "seconds": round(time.perf_counter() - started, 1)})
+    if args.measured == 0:  # seeds: the re-clusterings are k-means on the reused embedding, as timed above
+        if args.scheme != "seeds":
+            raise SystemExit("--measured 0 only for --scheme seeds")
+        total = info["embedding_seconds"] + args.resamples * info["kmeans_seconds"]
+        each = np.array([])
+    else:
+        stamps = [time.perf_counter()]
+        stability = StabilityOptions(scheme=args.scheme, resamples=args.measured)
+        reclusterings(similarity, options, stability, progress=lambda message: stamps.append(time.perf_counter()))
+        each = np.diff(stamps)
+        rest = each[1:].mean() if args.scheme == "seeds" else each.mean()
+        total = each.sum() + (args.resamples - args.measured) * rest
     record({"section": "scale", "road": args.road, "scheme": args.scheme, "solver": args.solver, "S": S, "k": k,
             "measured_reclusterings_seconds": [round(v, 1) for v in each],
             "extrapolated_R": args.resamples, "extrapolated_seconds": round(float(total), 0),

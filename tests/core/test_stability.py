@@ -59,7 +59,7 @@ def test_random_symmetric_matrix_gives_mostly_unstable_clusters():
     for scheme in st.SCHEMES:
         table, summary = st.cluster_stability(similarity, labels, options, st.StabilityOptions(scheme=scheme, **FAST))
         assert (table["stability"] < 0.6).mean() >= 0.8, scheme
-        assert summary["fraction_stable"] <= 0.1 and summary["mean_ari"] < 0.3
+        assert summary["fraction_stable"] <= 0.1 and summary["mean_ari"] < 0.4
 
 
 def brute_jaccard(labels, other):
