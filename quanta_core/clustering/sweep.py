@@ -38,6 +38,7 @@ from quanta_core.clustering.spectral import (
 from quanta_core.presets import STABILITY_RANDOM_STATE, SWEEP_BOOTSTRAPS
 
 PAPER_REPORTED_SLOPE = -1.24  # Michaud et al. (2023), the envelope over ranks 100–1000
+PAPER_LABELS_SLOPE = -1.2376  # the same fit on the paper's published labels (paper_sweep(), tested)
 
 
 def sweep_ks(num_tokens: int, ks: Sequence[int] = PAPER_KS) -> list[int]:
@@ -97,10 +98,15 @@ class ClusterSweep:
         """One int32 column ``k<k>`` of ranked labels per cluster count, row = token position."""
         return pd.DataFrame({f"k{k}": v.astype(np.int32) for k, v in self.labels.items()})
 
-    def summary(self) -> dict:
-        """JSON-able: ``ks``, ``envelope_slope``, ``slope_interval``, ``slope_ranks``, and ``info``."""
-        return {"ks": list(self.labels), "envelope_slope": round(self.slope, 4),
-                "slope_interval": [round(v, 4) for v in self.interval], "slope_ranks": list(self.ranks), **self.info}
+    def summary(self, paper: bool = False) -> dict:
+        """JSON-able: ``ks``, ``envelope_slope``, ``slope_interval``, ``slope_ranks``, and ``info``;
+        ``paper=True`` (a run :func:`~quanta_core.clustering.paper.paper_comparable` says matches the
+        paper's) adds ``paper_envelope_slope`` (−1.24 reported) and ``paper_labels_slope`` (−1.2376)."""
+        out = {"ks": list(self.labels), "envelope_slope": round(self.slope, 4),
+               "slope_interval": [round(v, 4) for v in self.interval], "slope_ranks": list(self.ranks), **self.info}
+        if paper:
+            out.update(paper_envelope_slope=PAPER_REPORTED_SLOPE, paper_labels_slope=PAPER_LABELS_SLOPE)
+        return out
 
 
 def _sparse_sweep(similarity: Mapping[str, np.ndarray], ks: list[int], o: ClusterOptions,

@@ -64,6 +64,8 @@ def test_slope_interval_of_a_noisy_power_law_covers_its_exponent():
 def test_paper_slope_stays():
     result = sw.paper_sweep()
     assert result.slope == pytest.approx(-1.2376, abs=5e-5) and result.ranks == (100, 1000)
+    assert round(result.slope, 4) == sw.PAPER_LABELS_SLOPE
+    assert result.summary(paper=True)["paper_envelope_slope"] == -1.24
     assert result.interval[0] < result.slope < result.interval[1]
 
 
