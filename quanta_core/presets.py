@@ -96,3 +96,12 @@ DEMO = Preset(
 def preset_for(model: str) -> Preset:
     """The preset of ``model``'s family: :data:`DEMO` for ``quanta-demo``, else :data:`PYTHIA`."""
     return DEMO if model == DEMO_MODEL else PYTHIA
+
+STABILITY_SCHEME = "seeds"
+"""Resampling scheme of the cluster stability (``seeds`` | ``subsample``; docs/clustering.md)."""
+STABILITY_RESAMPLES, STABILITY_FRACTION, STABILITY_RANDOM_STATE = 20, 0.8, 0
+"""Re-clusterings R, the fraction of tokens each ``subsample`` keeps, the seed of the resampling."""
+COHERENCE_NULL_GROUPS = 100
+"""Random groups per cluster (label permutations) behind the coherence z-score."""
+SWEEP_BOOTSTRAPS = 1000
+"""Bootstrap draws of the envelope slope's interval (cluster sizes resampled multinomially)."""

@@ -115,7 +115,9 @@ def _check_settings(S: int, num_clusters: int, n_components: int, eigen_solver: 
         raise ValueError(f"n_components must be an integer in 1…{S - 1}, got {n_components!r}")
 
 
-def _embed(W, m: int, eigen_solver: str, random_state: int) -> tuple[np.ndarray, list[str]]:
+def graph_embedding(W, m: int, eigen_solver: str, random_state: int) -> tuple[np.ndarray, list[str]]:
+    """The m-column spectral embedding (float64 ``[S, m]``) of a sparse affinity ``W`` and the
+    solver's warnings (first lines)."""
     from sklearn.manifold import spectral_embedding
 
     rng = np.random.RandomState(random_state)
@@ -132,8 +134,10 @@ def _embed(W, m: int, eigen_solver: str, random_state: int) -> tuple[np.ndarray,
     return np.ascontiguousarray(maps, dtype=np.float64), notes
 
 
-def _kmeans(X: np.ndarray, k: int, method: str, n_init: int, random_state: int,
-            say: Callable[[str], None]) -> np.ndarray:
+def kmeans_labels(X: np.ndarray, k: int, method: str, n_init: int, random_state: int,
+                  say: Callable[[str], None] = lambda message: None) -> np.ndarray:
+    """k-means labels (unranked, int ``[S]``) of the rows of ``X`` (``[S, m]``): ``"full"``, the
+    best of ``n_init`` seeded ``k_means`` runs, or ``"minibatch"``."""
     from sklearn.cluster import MiniBatchKMeans, k_means
 
     if method == "minibatch":
@@ -191,13 +195,13 @@ def knn_spectral_clustering(
     say(f"affinity: {S:,} tokens, {info['edges']:,} edges, {info['connected_components']:,} connected "
         f"component(s), {info['affinity_seconds']:.1f} s")
     t = time.perf_counter()
-    maps, notes = _embed(W, m, eigen_solver, random_state)
+    maps, notes = graph_embedding(W, m, eigen_solver, random_state)
     del W
     info["embedding_seconds"] = round(time.perf_counter() - t, 3)
     info["embedding_warnings"] = notes
     say(f"spectral embedding ({eigen_solver}, {m:,} eigenvectors): {info['embedding_seconds']:.1f} s")
     t = time.perf_counter()
-    labels = _kmeans(maps, int(num_clusters), kmeans, n_init, random_state, say)
+    labels = kmeans_labels(maps, int(num_clusters), kmeans, n_init, random_state, say)
     info["kmeans_seconds"] = round(time.perf_counter() - t, 3)
     say(f"k-means ({kmeans}, {n_init} restarts): {info['kmeans_seconds']:.1f} s")
     return KnnClustering(labels=rank_clusters(labels), info=info)

@@ -38,7 +38,7 @@ def test_complete_graph_embedding_equals_the_dense_road():
     Laplacian ignores the diagonal), so ARPACK on it gives the dense embedding."""
     C, _ = planted(num_samples=120, noise=0.8, seed=2)
     idx, cos = knn.knn_from_dense(C, 119)
-    maps, _ = kc._embed(kc.knn_affinity(idx, cos), 6, "arpack", 0)
+    maps, _ = kc.graph_embedding(kc.knn_affinity(idx, cos), 6, "arpack", 0)
     dense = qc.spectral_embedding(C, 6).maps
     np.testing.assert_allclose(maps, dense, rtol=0, atol=1e-9 * np.abs(dense).max())
 

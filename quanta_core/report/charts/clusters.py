@@ -1,4 +1,5 @@
-"""The report's chart of cluster sizes: :func:`rank_frequency_svg` (size against rank, log-log)."""
+"""The report's charts of cluster sizes: :func:`rank_frequency_svg` (size against rank, log-log) and
+:func:`envelope_svg` (the sweep's rank-frequency envelope and its fitted slope, log-log)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from quanta_core.report.charts.axes import SVG_NS
+from quanta_core.report.charts.axes import GREY, ORANGE, SVG_NS, Axis, frame, polylines, svg_document, text, x_ticks
 
 # ---------------------------------------------------------------------------------------------
 # rank-frequency
@@ -54,3 +55,47 @@ def rank_frequency_svg(sizes: Sequence[int], width: int = 520, height: int = 300
                      f"<title>cluster {r}: {int(s)} samples</title></circle>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep's envelope
+
+
+def _decades(hi: float) -> dict[float, str]:
+    return {float(d): f"{10 ** d:g}" for d in range(0, int(math.floor(hi)) + 1)}
+
+
+def envelope_svg(envelope: Sequence[int], slope: float, ranks: tuple[int, int],
+                 interval: tuple[float, float] | None = None, paper_slope: float | None = None,
+                 width: int = 520, height: int = 300) -> str:
+    """Log-log chart (``width`` × ``height`` px) of the rank-frequency envelope (cluster size at rank
+    r = 1…, zeros left out), the least-squares line of slope ``slope`` over ``ranks`` (1-based,
+    inclusive; orange) and, when given, a grey dashed line of ``paper_slope`` through the same
+    centre. ``interval``: the slope's bootstrap interval, printed in the legend."""
+    sizes = np.asarray(envelope, dtype=np.float64)
+    rank = np.arange(1, len(sizes) + 1, dtype=np.float64)
+    nz = sizes > 0
+    lx, ly = np.log10(rank[nz]), np.log10(sizes[nz])
+    left, right, top, bottom = 56, 16, 28, 42
+    x = Axis(0.0, max(float(lx.max()), 1.0), left, width - right)
+    y = Axis(0.0, max(float(ly.max()), 1.0), height - bottom, top)
+    fit = (rank[nz] >= ranks[0]) & (rank[nz] <= ranks[1])
+    cx, cy = float(lx[fit].mean()), float(ly[fit].mean())  # the least-squares line passes through the centre
+    ends = np.log10(np.asarray(ranks, dtype=np.float64))
+    parts = [*frame(x, y), *x_ticks(x, y.p0, _decades(x.hi))]
+    for at, label in _decades(y.hi).items():
+        parts.append(text(left - 4, y(at) + 3, label, "end"))
+    parts.append(polylines([x(v) for v in lx], [y(v) for v in ly], stroke="currentColor", stroke_width="1.5"))
+    legend = f"slope {slope:.2f}" + (f" (95 % {interval[0]:.2f} to {interval[1]:.2f})" if interval else "")
+    legend += f", ranks {ranks[0]}–{ranks[1]}"
+    if paper_slope is not None:
+        parts.append(polylines([x(v) for v in ends], [y(cy + paper_slope * (v - cx)) for v in ends], stroke=GREY,
+                               stroke_width="1.5", stroke_dasharray="4 3", **{"class": "envelope-paper"}))
+        legend += f"; paper {paper_slope:.2f}"
+    parts.append(polylines([x(v) for v in ends], [y(cy + slope * (v - cx)) for v in ends], stroke=ORANGE,
+                           stroke_width="2", **{"class": "envelope-fit"}))
+    mid = (y.p0 + y.p1) / 2
+    parts += [text(left, 16, legend), text((x.p0 + x.p1) / 2, height - 8, "rank", "middle"),
+              text(14, mid, "cluster size", "middle", f'transform="rotate(-90 14 {mid:.2f})"')]
+    label = f"Rank-frequency envelope of cluster sizes, log-log; {legend}"
+    return svg_document("envelope-plot", width, height, label, parts)
