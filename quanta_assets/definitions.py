@@ -10,7 +10,17 @@ under today's keys, each study file under its own key prefix with its own settin
 
 import dagster as dg
 
-from quanta_assets.assets import checkpoints, clusters, corpus, dynamics, learning, losses, report, similarity
+from quanta_assets.assets import (
+    checkpoints,
+    clusters,
+    corpus,
+    dynamics,
+    learning,
+    losses,
+    report,
+    similarity,
+    stability,
+)
 from quanta_assets.assets.comparison import comparison_asset
 from quanta_assets.checks import CHECKS
 from quanta_assets.code_versions import with_settings_code_version
@@ -27,6 +37,7 @@ from quanta_assets.settings import (
     ReportSettings,
     ScaleCurveSettings,
     SimilaritySettings,
+    StabilitySettings,
     TrainingDynamicsSettings,
 )
 from quanta_assets.studies import DEFAULT_STUDY, Study, load_studies
@@ -41,15 +52,16 @@ SHARED_ASSETS = [
     learning.token_scale_curves,
 ]
 """Assets every study shares (an explicit list: what the location holds is read here)."""
-STUDY_ASSETS = [similarity.similarity_asset, clusters.clusters_asset, dynamics.dynamics_asset, report.report_asset]
+STUDY_ASSETS = [similarity.similarity_asset, clusters.clusters_asset, stability.stability_asset,
+                stability.sweep_asset, dynamics.dynamics_asset, report.report_asset]
 """Factories of the assets each study has: ``factory(study)`` → its asset under its key prefix."""
 
 
 def study_assets(study: Study) -> list[dg.AssetsDefinition]:
     """The analysis assets of one study (the module-level ones for the default study)."""
     if study is DEFAULT_STUDY:
-        return [similarity.quanta_similarity, clusters.quanta_clusters, dynamics.quanta_training_dynamics,
-                report.quanta_report]
+        return [similarity.quanta_similarity, clusters.quanta_clusters, stability.quanta_cluster_stability,
+                stability.quanta_cluster_sweep, dynamics.quanta_training_dynamics, report.quanta_report]
     return [factory(study) for factory in STUDY_ASSETS
             if study.own_similarity or factory is not similarity.similarity_asset]
 
@@ -68,6 +80,7 @@ def default_resources() -> dict:
         "cluster_settings": ClusterSettings(),
         "report_settings": ReportSettings(),
         "dynamics_settings": TrainingDynamicsSettings(),
+        "stability_settings": StabilitySettings(),
         "learning_settings": LearningTimeSettings(),
         "scale_settings": ScaleCurveSettings(),
     }

@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from quanta_core import presets
 from quanta_core.clustering.roads import ClusterOptions
+from quanta_core.clustering.stability import StabilityOptions
 from quanta_core.corpus.minipile import DEFAULT_NUM_DOCUMENTS, build_minipile
 from quanta_core.corpus.selection import FILTERS, SelectionOptions
 from quanta_core.host_memory import GIB, host_budget_bytes
@@ -208,6 +209,25 @@ class ClusterSettings(SettingsResource):
         return ClusterOptions(k, n_init=self.n_init, random_state=self.random_state, eigen_solver=self.eigen_solver,
                               knn_eigen_solver=self.knn_eigen_solver, n_components=self.n_components,
                               kmeans=self.kmeans, memory_budget_bytes=budget, compare_neighbors=self.compare_neighbors)
+
+
+class StabilitySettings(SettingsResource):
+    """Settings of ``quanta_cluster_stability`` (clusterboot, :mod:`quanta_core.clustering.stability`)."""
+
+    scheme: Literal["seeds", "subsample"] = Field(presets.STABILITY_SCHEME, description=(
+        "seeds: all tokens, other random states (the embedding once); subsample: a fraction of the tokens, the "
+        "whole clustering re-run."))
+    resamples: int = Field(presets.STABILITY_RESAMPLES, ge=2, description="R, re-clusterings.")
+    fraction: float = Field(presets.STABILITY_FRACTION, gt=0, le=1, description="subsample: tokens each keeps.")
+    random_state: int = Field(presets.STABILITY_RANDOM_STATE, description="Seed of the resampling and the null.")
+    null_groups: int = Field(presets.COHERENCE_NULL_GROUPS, ge=2, description=(
+        "Random groups per cluster for the coherence z-score."))
+    min_stable_fraction: float = Field(0.5, ge=0, le=1, description=(
+        "The check enough_stable_clusters warns when fewer clusters than this fraction are stable (≥ 0.75)."))
+
+    def for_model(self, model: str | None = None) -> StabilityOptions:
+        return StabilityOptions(scheme=self.scheme, resamples=self.resamples, fraction=self.fraction,
+                                random_state=self.random_state, null_groups=self.null_groups)
 
 
 class ReportSettings(SettingsResource):

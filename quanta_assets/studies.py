@@ -29,7 +29,13 @@ from typing import Any, ClassVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from quanta_assets.settings import ClusterSettings, ReportSettings, SimilaritySettings, TrainingDynamicsSettings
+from quanta_assets.settings import (
+    ClusterSettings,
+    ReportSettings,
+    SimilaritySettings,
+    StabilitySettings,
+    TrainingDynamicsSettings,
+)
 from quanta_core.environment import env_value
 from quanta_core.paths import DEFAULT_STUDY, study_key
 
@@ -39,6 +45,7 @@ STUDY_SETTINGS = {
     "cluster_settings": ClusterSettings,
     "report_settings": ReportSettings,
     "dynamics_settings": TrainingDynamicsSettings,
+    "stability_settings": StabilitySettings,
 }
 """The settings a study may declare: resource key → settings class."""
 DEFAULT = DEFAULT_STUDY

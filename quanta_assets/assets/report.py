@@ -18,6 +18,7 @@ from quanta_core.learning import dynamics
 from quanta_core.report import dynamics_page
 from quanta_core.report import page as report
 from quanta_core.report import table as report_table
+from quanta_core.report.stability_view import stability_extras, stability_section_html
 from quanta_core.report.token_text import token_bytes_table
 
 TABLE_FILE = "quanta_report_samples.parquet"  # the samples table's file, next to quanta_report.html
@@ -70,15 +71,19 @@ def report_asset(study: Study = DEFAULT_STUDY) -> dg.AssetsDefinition:
             "quanta_training_dynamics": dg.AssetIn(key=[*prefix, "quanta_training_dynamics"],
                                                    partition_mapping=BY_MODEL,
                                                    metadata={"allow_missing_partitions": True}),
+            # which clusters are real, and the paper's envelope (optional)
+            **{name: dg.AssetIn(key=[*prefix, name], metadata={"allow_missing_partitions": True})
+               for name in ("quanta_cluster_stability", "quanta_cluster_sweep")},
         },
         required_resource_keys={settings_key, "pile"},
         can_subset=False,
     )
     def quanta_report(context: dg.AssetExecutionContext, quanta_clusters: dict, pile_canonical: dict,
-                      quanta_training_dynamics: dict | None):
+                      quanta_training_dynamics: dict | None, quanta_cluster_stability: dict | None,
+                      quanta_cluster_sweep: dict | None):
         require_declared_settings(context)
         yield from _report(context, study, getattr(context.resources, settings_key), quanta_clusters,
-                           pile_canonical, quanta_training_dynamics)
+                           pile_canonical, quanta_training_dynamics, quanta_cluster_stability, quanta_cluster_sweep)
 
     return quanta_report
 
@@ -87,7 +92,7 @@ quanta_report = report_asset()
 
 
 def _report(context, study: Study, settings: ReportSettings, quanta_clusters: dict, pile_canonical: dict,
-            quanta_training_dynamics: dict | None):
+            quanta_training_dynamics: dict | None, stability: dict | None = None, sweep: dict | None = None):
     model, step = model_and_step(context)
     started = time.perf_counter()
     tokens = quanta_clusters["tokens"]
@@ -99,6 +104,7 @@ def _report(context, study: Study, settings: ReportSettings, quanta_clusters: di
     else:
         context.log.info(f"no quanta_training_dynamics of {model} follows these clusters of {step}: "
                          "the report has no loss-over-training curves")
+    extras, sections = _with_stability(extras, sections, stability, sweep, digest, context)
     corpus = CanonicalCorpus.from_arrays(pile_canonical)
     token_bytes = token_bytes_table(load_tokenizer(context.resources.pile.tokenizer_path))
     context_tokens = {"before": settings.before, "after": settings.after}
@@ -132,6 +138,24 @@ def _report(context, study: Study, settings: ReportSettings, quanta_clusters: di
         "build_seconds": round(time.perf_counter() - started, 2),
         "clusters_digest": digest,
     })
+
+
+def _with_stability(extras: dict, sections: list, stability: dict | None, sweep: dict | None, digest: str,
+                    context) -> tuple[dict, list]:
+    """The report's extras and sections with each cluster's stability band and coherence z and the
+    overview of which clusters are real — only when the stability judged these very clusters."""
+    if stability is not None and stability["summary"].get("clusters_digest") not in (None, digest):
+        context.log.info("quanta_cluster_stability judged other clusters of this step: not shown")
+        stability = None
+    if stability is None and sweep is None:
+        return extras, sections
+    merged = {rank: dict(extras.get(rank, {})) for rank in set(extras)}
+    for rank, values in (stability_extras(stability["clusters"]) if stability else {}).items():
+        merged.setdefault(rank, {}).update(values)
+    section = stability_section_html(stability["summary"] if stability else None,
+                                     sweep["summary"] if sweep else None,
+                                     sweep["envelope"]["size"].to_numpy() if sweep else None)
+    return merged, [section, *sections]
 
 
 def _page_metadata(page: report.ReportPage, tokens, settings: ReportSettings) -> dict:

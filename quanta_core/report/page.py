@@ -119,8 +119,12 @@ def _cluster_entries(s: pd.DataFrame, local_of: np.ndarray, cluster_extras: Mapp
             "median": round(float(np.median(loss[a:b])), 6),
             "tokens": [[int(local_of[ids[i]]), int(counts[i])] for i in by_count],
         }
-        extra = (cluster_extras or {}).get(rank)
-        if extra:
+        extra = (cluster_extras or {}).get(rank) or {}
+        if "stability" in extra:  # quanta_cluster_stability: clusterboot stability, band, coherence z
+            entry["stability"] = round(float(extra["stability"]), 3)
+            entry["band"] = str(extra["band"])
+            entry["coherenceZ"] = round(float(extra["coherence_z"]), 1)
+        if "learned_at" in extra:
             entry["learnedAt"] = extra.get("learned_at")
             entry["learnedAtStep"] = extra.get("learned_at_step")
             entry["hasSparkline"] = bool(extra.get("sparkline_svg"))
@@ -160,6 +164,7 @@ def _prepare(samples, corpus, token_bytes, before, after, cluster_extras, table_
         "before": before,
         "after": after,
         "hasLearnedAt": any("learnedAtStep" in c for c in clusters),
+        "hasStability": any("stability" in c for c in clusters),
         "table": table_file,
     }
     return _Samples(s, rows.astype(np.int64), data, local_of, before, after)

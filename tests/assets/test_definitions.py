@@ -20,7 +20,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 REPO = Path(__file__).resolve().parents[2]
 GPU_ASSETS = {"quanta_demo_suite", "pile_losses", "quanta_similarity"}
 FOLLOWERS = {"induction_filters", "quanta_similarity", "quanta_clusters", "quanta_report", "quanta_report_samples",
-             "quanta_training_dynamics",
+             "quanta_training_dynamics", "quanta_cluster_stability", "quanta_cluster_sweep",
              "token_learning_times", "token_scale_curves"}
 EXPECTED = {"pile_canonical", "induction_filters", "model_checkpoint", "pile_losses", "quanta_similarity",
             "quanta_clusters", "quanta_report"}  # docs/design.md's contract keys (+ the checkpoint asset)

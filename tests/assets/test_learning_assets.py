@@ -240,6 +240,7 @@ def test_demo_planner_chooses_partitions_for_every_real_asset():
     skipped = skipped_assets(graph)
     assert "token_scale_curves" in skipped and "paper_abs/quanta_clusters" not in skipped
     assert {k for k in skipped if k != "token_scale_curves"} == {
-        f"projected_8k/{name}" for name in ("quanta_similarity", "quanta_clusters", "quanta_training_dynamics",
-                                            "quanta_report", "quanta_report_samples")}
+        f"projected_8k/{name}" for name in ("quanta_similarity", "quanta_clusters", "quanta_cluster_stability",
+                                            "quanta_cluster_sweep", "quanta_training_dynamics", "quanta_report",
+                                            "quanta_report_samples")}
     assert all(chosen[k] == [] for k in skipped)

@@ -37,9 +37,11 @@ def _materialize_clusters_and_report(cache_dir, corpus, indices, matrix, losses,
         return {"indices": indices, "matrix": matrix}
 
     dynamics = dg.AssetSpec("quanta_training_dynamics", partitions_def=model_partitions)  # not materialized here
+    judged = [dg.AssetSpec(k, partitions_def=checkpoint_partitions)  # optional inputs of the report, not here
+              for k in ("quanta_cluster_stability", "quanta_cluster_sweep")]
     dg.materialize([pile_canonical], resources=cache_resources(cache_dir))
     return dg.materialize(
-        [pile_canonical, pile_losses, quanta_similarity, dynamics, stage.quanta_clusters, quanta_report],
+        [pile_canonical, pile_losses, quanta_similarity, dynamics, *judged, stage.quanta_clusters, quanta_report],
         selection=["pile_losses", "quanta_similarity", "quanta_clusters", "quanta_report", "quanta_report_samples"],
         partition_key=checkpoint_key("quanta-demo", "step4"),
         resources={
@@ -145,7 +147,9 @@ def test_report_shows_the_dynamics_of_its_step(cache_dir, corpus):
     def pile_canonical() -> dict:
         return corpus.to_arrays()
 
-    stored = [upstream[0], dg.AssetSpec("quanta_training_dynamics", partitions_def=model_partitions)]  # stored above
+    stored = [upstream[0], dg.AssetSpec("quanta_training_dynamics", partitions_def=model_partitions),  # stored above
+              *(dg.AssetSpec(k, partitions_def=checkpoint_partitions)
+                for k in ("quanta_cluster_stability", "quanta_cluster_sweep"))]
     result = dg.materialize([pile_canonical, *stored, quanta_report],
                             selection=["quanta_report", "quanta_report_samples"],
                             partition_key=checkpoint_key("quanta-demo", "step4"),

@@ -200,3 +200,45 @@ def test_a_broken_study_file_is_named_and_the_rest_loads(tmp_path, monkeypatch):
         defs = build_definitions()
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert "good/quanta_clusters" in keys and "quanta_clusters" in keys and not any("typo" in k for k in keys)
+
+
+def test_stability_and_sweep_assets_judge_the_clusters_and_the_report_shows_them(cache_dir, corpus, planted):
+    from quanta_assets.settings import StabilitySettings
+
+    assets, resources = _definitions(cache_dir, corpus, planted, [])
+    resources["stability_settings"] = StabilitySettings(resamples=4, min_stable_fraction=0.9)
+    selection = ["pile_canonical", "pile_losses", "quanta_similarity", "quanta_clusters", "quanta_cluster_stability",
+                 "quanta_cluster_sweep", "quanta_report", "quanta_report_samples"]
+    result = _run(assets, resources, selection)
+    assert result.success
+    folder = cache_dir / "quanta-demo" / "step4"
+    table = pd.read_parquet(folder / "quanta_cluster_stability" / "clusters.parquet")
+    labels, _ = _clusters_of(cache_dir)
+    assert len(table) == 5 and table["size"].tolist() == np.bincount(labels).tolist()
+    assert (table.stability > 0.9).all() and (table.band == "highly stable").all()  # five planted groups
+    assert (table.coherence_z > 3).all()
+    meta = result.asset_materializations_for_node("quanta_cluster_stability")[0].metadata
+    assert meta["fraction_stable"].value == 1.0
+    check = result.get_asset_check_evaluations()[0]
+    assert check.check_name == "enough_stable_clusters" and check.passed
+    sweep = pd.read_parquet(folder / "quanta_cluster_sweep" / "envelope.parquet")
+    assert sweep["size"].is_monotonic_decreasing and sweep["size"].iloc[0] <= len(labels)
+    html = (folder / "quanta_report.html").read_text()
+    assert "Which clusters are real" in html and "100% of 5 clusters are stable" in html
+    assert '"band": "highly stable"' in html or '"band":"highly stable"' in html
+
+
+def test_the_stability_check_warns_on_a_random_matrix(cache_dir, corpus, planted):
+    from quanta_assets.settings import StabilitySettings
+
+    indices, _, losses = planted
+    x = np.random.default_rng(7).normal(size=(len(indices), 40))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    assets, resources = _definitions(cache_dir, corpus, (indices, (x @ x.T).astype(np.float32), losses), [], k=8)
+    resources["stability_settings"] = StabilitySettings(resamples=4)
+    result = _run(assets, resources, ["pile_canonical", "pile_losses", "quanta_similarity", "quanta_clusters",
+                                      "quanta_cluster_stability"])
+    assert result.success  # a warning, not a failure
+    check = result.get_asset_check_evaluations()[0]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["fraction_stable"].value < 0.5
