@@ -13,9 +13,9 @@ from torch import nn
 
 from ..batching import length_batches
 from ..canonical import CanonicalCorpus, index_to_doc_pos
+from .attention import Attention
 from .onednn import OneDnnLinears, outer_sums_
 from .parameters import decoder_layers, is_norm, last_layer_positionwise_modules
-from .target_attention import TargetRows
 
 MAX_PADDING = 0.25  # no context in a batch padded by more than a quarter of the longest
 
@@ -90,8 +90,9 @@ class PerTokenGradients:
     the summed loss gives every sample its own gradient. No parameter ``.grad`` is formed, and
     the backward pass stops at the first hooked modules' outputs (no embedding gradient). In the
     last layer the position-wise modules (:func:`last_layer_positionwise_modules`) and the
-    attention (:mod:`.target_attention`) run on the target rows only; the Linear products go
-    through oneDNN on x86 CPUs (:mod:`.onednn`).
+    attention run on the target rows only, and on the CPU every layer's attention is float32 with an
+    exactly normalized softmax instead of the fused kernel (:mod:`.attention`, for ``sdpa``
+    models); the Linear products go through oneDNN on x86 CPUs (:mod:`.onednn`).
     """
 
     def __init__(self, model: nn.Module, params: list[tuple[str, nn.Parameter]]):
@@ -108,6 +109,7 @@ class PerTokenGradients:
         self.target_row_modules = last_layer_positionwise_modules(model)
         sdpa = getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa"
         self.target_attention = decoder_layers(model)[-1].attention if self.target_row_modules and sdpa else None
+        self.own_attention = sdpa and (self.target_attention is not None or self.device.type == "cpu")
         self._out: torch.Tensor | None = None
         self._inputs: dict[int, torch.Tensor] = {}
         self._last: torch.Tensor | None = None  # [N] position of each sample's target row
@@ -185,9 +187,10 @@ class PerTokenGradients:
         try:
             for p, _ in grad_flags:
                 p.requires_grad_(False)
-            rows = nullcontext() if self.target_attention is None else TargetRows(self.model, self.target_attention,
-                                                                                   lengths - 1)
-            with torch.enable_grad(), OneDnnLinears(self.model.modules()), rows:
+            attention = nullcontext()
+            if self.own_attention:
+                attention = Attention(self.model, self.target_attention, lengths - 1)
+            with torch.enable_grad(), OneDnnLinears(self.model.modules()), attention:
                 self._loss(ids, lengths, targets).backward()
             if self._inputs:
                 raise RuntimeError(f"{len(self._inputs)} hooked modules got no gradient")
