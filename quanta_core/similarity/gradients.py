@@ -14,10 +14,11 @@ from torch import nn
 from ..batching import length_batches
 from ..canonical import CanonicalCorpus, index_to_doc_pos
 from .attention import Attention
-from .onednn import OneDnnLinears, outer_sums_
+from .onednn import OneDnnLinears, linear, outer_sums_
 from .parameters import decoder_layers, is_norm, last_layer_positionwise_modules
 
 MAX_PADDING = 0.25  # no context in a batch padded by more than a quarter of the longest
+VOCAB_CHUNK = 2048  # unembedding rows per float64 product of its backward (8 MiB at width 512)
 
 
 @dataclass
@@ -75,6 +76,37 @@ def _hooked_modules(model: nn.Module, params: list[tuple[str, nn.Parameter]], of
     if missing:
         raise NotImplementedError(f"parameters not owned by a supported module: {missing}")
     return modules
+
+
+class _Unembedding(torch.autograd.Function):
+    """Logits ``x @ W.T + b`` (float64 ``[N, V]`` from float32 ``x`` ``[N, d]``, ``W`` ``[V, d]``),
+    whose backward pass sums ``dx = Σ_v grad[:, v] W[v]`` over the vocabulary in float64: the
+    float64 log-softmax gradient meets float32 weights without a float32 sum over 50,304 terms
+    (MKL's float32 GEMM lost up to 1e-4 of ``dx`` here, see docs/similarity.md). ``W`` and ``b``
+    need no gradient; ``W`` is cast to float64 ``VOCAB_CHUNK`` rows at a time (no resident copy)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(weight)
+        return linear(x, weight, bias).double()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        dx = torch.zeros(grad.shape[0], weight.shape[1], dtype=torch.float64, device=grad.device)
+        for a in range(0, weight.shape[0], VOCAB_CHUNK):
+            dx += grad[:, a : a + VOCAB_CHUNK] @ weight[a : a + VOCAB_CHUNK].double()
+        return dx.float(), None, None
+
+
+def unembed(model: nn.Module, last: torch.Tensor) -> torch.Tensor:
+    """The logits of the target rows ``last`` (float32 ``[N, d]``, final norm applied) as float64
+    ``[N, V]``; through :class:`_Unembedding` when the output embedding is an ``nn.Linear`` with
+    float32 weights."""
+    head = model.get_output_embeddings()
+    if isinstance(head, nn.Linear) and head.weight.dtype == torch.float32 and last.dtype == torch.float32:
+        return _Unembedding.apply(last, head.weight, head.bias)
+    return head(last).double()
 
 
 class PerTokenGradients:
@@ -164,7 +196,8 @@ class PerTokenGradients:
         """Σ_n 2^k_n · cross-entropy_n (float64): a graph through the hooks whose gradient is, for
         each sample n, its own loss gradient times a power of two (exact in floating point).
 
-        Only the log-softmax of the ``[N, V]`` target rows is float64: for a well-predicted
+        Only the log-softmax of the ``[N, V]`` target rows and the unembedding's backward sum over
+        the vocabulary (:func:`unembed`) are float64: for a well-predicted
         target (p ≈ 1) dL/dlogits = softmax − onehot is a difference of nearly equal numbers, off
         by ~6e-8 / (1 − p) relative in float32. ``2^k_n`` ≈ 1 / (1 − p_n) makes every sample's
         gradient of order one (no float32 underflow for losses near 0); cosines do not change."""
@@ -172,8 +205,8 @@ class PerTokenGradients:
         base = getattr(model, "base_model", model)
         hidden = base(input_ids=ids, use_cache=False).last_hidden_state  # [N, T, d], final norm applied
         last = hidden[torch.arange(len(ids), device=ids.device), lengths - 1]  # [N, d]
-        logits = model.get_output_embeddings()(last)  # [N, V]
-        nll = -torch.log_softmax(logits.double(), dim=-1).gather(1, targets[:, None])[:, 0]  # [N] nats
+        logits = unembed(model, last)  # float64 [N, V]
+        nll = -torch.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0]  # [N] nats
         with torch.no_grad():
             k = torch.floor((-torch.log2(-torch.expm1(-nll))).clamp(0, 100))  # 1 − p = 1 − e^(−nll)
         return (nll * torch.exp2(k)).sum()
