@@ -208,15 +208,16 @@ class _fused_attention:
     def __enter__(self):
         from quanta_core.similarity import attention
 
-        self.saved = attention.causal_attention, attention.target_row_attention
+        self.saved = attention.attention, attention.causal_attention, attention.target_row_attention
         if self.on:
+            attention.attention = lambda query, key, value, scaling: _sdpa_causal(query, key, value, None, scaling)
             attention.causal_attention = _sdpa_causal
             attention.target_row_attention = _sdpa_target_rows
 
     def __exit__(self, *exc):
         from quanta_core.similarity import attention
 
-        attention.causal_attention, attention.target_row_attention = self.saved
+        attention.attention, attention.causal_attention, attention.target_row_attention = self.saved
 
 
 def _sdpa_causal(query, key, value, mask, scaling):

@@ -69,7 +69,7 @@ def test_linears_are_restored_and_gradients_equal_plain_torch(setup, monkeypatch
 def test_last_layer_attention_sees_one_query_per_sample(setup, monkeypatch):
     model, corpus, indices = setup
     full, single = [], []
-    causal, rows = attention.causal_attention, attention.target_row_attention
+    causal, rows = attention.attention, attention.target_row_attention
 
     def spy_causal(q, k, v, *args, **kwargs):
         full.append((q.shape[0], q.shape[2], k.shape[2]))
@@ -79,7 +79,7 @@ def test_last_layer_attention_sees_one_query_per_sample(setup, monkeypatch):
         single.append(len(last))
         return rows(q, k, v, last, *args, **kwargs)
 
-    monkeypatch.setattr(attention, "causal_attention", spy_causal)
+    monkeypatch.setattr(attention, "attention", spy_causal)
     monkeypatch.setattr(attention, "target_row_attention", spy_rows)
     similarity_matrix(model, corpus, indices, max_batch=9, batch_tokens=1 << 16)
     layers = model.config.num_hidden_layers
@@ -101,6 +101,31 @@ def test_own_attention_equals_sdpa_within_float32_rounding():
     assert torch.allclose(attention.causal_attention(q, k, v, visible, 0.25, rows=64), want, atol=1e-6)
     additive = torch.zeros(1, 1, 300, 300).masked_fill(~visible, float("-inf"))
     assert torch.allclose(attention.causal_attention(q, k, v, additive, 0.25, rows=100), want, atol=1e-6)
+
+
+def test_fused_kernel_where_its_lse_is_exact_else_the_exact_softmax(monkeypatch):
+    """:func:`attention.attention` keeps the fused kernel (and its gradients) for ordinary scores and
+    falls back to :func:`attention.causal_attention` when a row's log-sum-exp exceeds the limit."""
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 3, 200, 16, generator=gen).requires_grad_(True) for _ in range(3))
+    calls = []
+    causal = attention.causal_attention
+    monkeypatch.setattr(attention, "causal_attention", lambda *a, **kw: calls.append(1) or causal(*a, **kw))
+    with torch.enable_grad():
+        out = attention.attention(q, k, v, 0.25)
+        out.backward(torch.ones_like(out))
+    assert not calls
+    grads = [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    with torch.enable_grad():
+        want = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.25)
+        want.backward(torch.ones_like(want))
+    assert torch.allclose(out, want, atol=1e-6)
+    assert all(torch.allclose(g, t.grad, atol=1e-5) for g, t in zip(grads, (q, k, v)))
+    with torch.enable_grad():
+        hot = attention.attention(q * 40, k * 40, v, 0.25)  # scores in the hundreds
+    assert calls and torch.allclose(hot, causal(q * 40, k * 40, v, None, 0.25), atol=1e-6)
 
 
 def test_reused_heap_is_undone():
