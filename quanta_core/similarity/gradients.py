@@ -18,7 +18,6 @@ from .onednn import OneDnnLinears, linear, outer_sums_
 from .parameters import decoder_layers, is_norm, last_layer_positionwise_modules
 
 MAX_PADDING = 0.25  # no context in a batch padded by more than a quarter of the longest
-VOCAB_CHUNK = 2048  # unembedding rows per float64 product of its backward (8 MiB at width 512)
 
 
 @dataclass
@@ -80,32 +79,37 @@ def _hooked_modules(model: nn.Module, params: list[tuple[str, nn.Parameter]], of
 
 class _Unembedding(torch.autograd.Function):
     """Logits ``x @ W.T + b`` (float64 ``[N, V]`` from float32 ``x`` ``[N, d]``, ``W`` ``[V, d]``),
-    whose backward pass sums ``dx = Σ_v grad[:, v] W[v]`` over the vocabulary in float64: the
-    float64 log-softmax gradient meets float32 weights without a float32 sum over 50,304 terms
-    (MKL's float32 GEMM lost up to 1e-4 of ``dx`` here, see docs/similarity.md). ``W`` and ``b``
-    need no gradient; ``W`` is cast to float64 ``VOCAB_CHUNK`` rows at a time (no resident copy)."""
+    whose backward pass sums ``dx = Σ_v grad[:, v] W[v]`` over the vocabulary in float64 with
+    ``weight64`` (``W`` as float64): the float64 log-softmax gradient meets the weights without a
+    float32 sum over 50,304 terms (MKL's float32 GEMM lost up to 1e-4 of ``dx`` here, see
+    docs/similarity.md). ``W`` and ``b`` need no gradient."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(weight)
+    def forward(ctx, x, weight, bias, weight64):
+        ctx.save_for_backward(weight64)
         return linear(x, weight, bias).double()
 
     @staticmethod
     def backward(ctx, grad):
-        (weight,) = ctx.saved_tensors
-        dx = torch.zeros(grad.shape[0], weight.shape[1], dtype=torch.float64, device=grad.device)
-        for a in range(0, weight.shape[0], VOCAB_CHUNK):
-            dx += grad[:, a : a + VOCAB_CHUNK] @ weight[a : a + VOCAB_CHUNK].double()
-        return dx.float(), None, None
+        (weight64,) = ctx.saved_tensors
+        return (grad @ weight64).float(), None, None, None
 
 
-def unembed(model: nn.Module, last: torch.Tensor) -> torch.Tensor:
-    """The logits of the target rows ``last`` (float32 ``[N, d]``, final norm applied) as float64
-    ``[N, V]``; through :class:`_Unembedding` when the output embedding is an ``nn.Linear`` with
-    float32 weights."""
+def unembedding64(model: nn.Module) -> torch.Tensor | None:
+    """The output embedding's weight as float64 ``[V, d]`` (``V·d·8`` bytes: 206 MB for pythia-70m),
+    or None unless it is an ``nn.Linear`` with float32 weights."""
     head = model.get_output_embeddings()
-    if isinstance(head, nn.Linear) and head.weight.dtype == torch.float32 and last.dtype == torch.float32:
-        return _Unembedding.apply(last, head.weight, head.bias)
+    if isinstance(head, nn.Linear) and head.weight.dtype == torch.float32:
+        return head.weight.detach().double()
+    return None
+
+
+def unembed(model: nn.Module, last: torch.Tensor, weight64: torch.Tensor | None) -> torch.Tensor:
+    """The logits of the target rows ``last`` (float32 ``[N, d]``, final norm applied) as float64
+    ``[N, V]``; through :class:`_Unembedding` when ``weight64`` (:func:`unembedding64`) is given."""
+    head = model.get_output_embeddings()
+    if weight64 is not None and last.dtype == torch.float32:
+        return _Unembedding.apply(last, head.weight, head.bias, weight64)
     return head(last).double()
 
 
@@ -141,6 +145,7 @@ class PerTokenGradients:
         self.target_row_modules = last_layer_positionwise_modules(model)
         sdpa = getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa"
         self.target_attention = decoder_layers(model)[-1].attention if self.target_row_modules and sdpa else None
+        self.unembedding64 = unembedding64(model)  # kept for the run: a cast per batch cost 5 % (load 6)
         self.own_attention = sdpa and (self.target_attention is not None or self.device.type == "cpu")
         self._out: torch.Tensor | None = None
         self._inputs: dict[int, torch.Tensor] = {}
@@ -205,7 +210,7 @@ class PerTokenGradients:
         base = getattr(model, "base_model", model)
         hidden = base(input_ids=ids, use_cache=False).last_hidden_state  # [N, T, d], final norm applied
         last = hidden[torch.arange(len(ids), device=ids.device), lengths - 1]  # [N, d]
-        logits = unembed(model, last)  # float64 [N, V]
+        logits = unembed(model, last, self.unembedding64)  # float64 [N, V]
         nll = -torch.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0]  # [N] nats
         with torch.no_grad():
             k = torch.floor((-torch.log2(-torch.expm1(-nll))).clamp(0, 100))  # 1 − p = 1 − e^(−nll)

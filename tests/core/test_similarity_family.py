@@ -21,7 +21,7 @@ from similarity_family import (
 )
 
 from quanta_core.similarity import budget_for_resident, onednn, similarity_matrix
-from quanta_core.similarity.gradients import unembed
+from quanta_core.similarity.gradients import unembed, unembedding64
 from quanta_core.similarity.sketches import Sketch
 
 GOAL = 1e-5  # max |Δcos| against float64
@@ -119,7 +119,7 @@ def test_unembedding_backward_sums_the_vocabulary_in_float64():
     grad = torch.softmax(torch.randn(4, 50304, generator=gen, dtype=torch.float64) * 4, -1)
     grad[:, 7] -= 1  # softmax − onehot: rows sum to 0
     with torch.enable_grad():
-        logits = unembed(Model(), x)
+        logits = unembed(Model(), x, unembedding64(Model()))
         assert logits.dtype == torch.float64
         logits.backward(grad)
     want = grad @ head.weight.detach().double()
