@@ -66,8 +66,9 @@ def write_upstream(cache: Path, documents: int, seed: int = 0) -> dict:
     """``pile_canonical``, ``induction_filters`` and ``pile_losses`` through the project's IO manager."""
     import dagster as dg
 
-    from quanta_assets.io_manager import QuantaIOManagerFactory
+    from quanta_assets.io_manager import QuantaIOManager
     from quanta_assets.partitions import checkpoint_partitions
+    from quanta_assets.resources import QuantaCache
     from quanta_core.corpus.filters import induction_filters as compute_filters
 
     from bench_similarity import synthetic_corpus
@@ -88,7 +89,7 @@ def write_upstream(cache: Path, documents: int, seed: int = 0) -> dict:
     def pile_losses() -> np.ndarray:
         return losses
 
-    resources = {"io_manager": QuantaIOManagerFactory(base_dir=str(cache))}
+    resources = {"io_manager": QuantaIOManager(cache=QuantaCache(root=str(cache)))}
     dg.materialize([pile_canonical, induction_filters], resources=resources)
     key = dg.MultiPartitionKey({"model": MODEL, "step": STEP})
     dg.materialize([pile_losses], partition_key=key, resources=resources)

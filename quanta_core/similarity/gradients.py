@@ -13,9 +13,9 @@ from torch import nn
 
 from quanta_core.corpus.canonical import CanonicalCorpus, index_to_doc_pos
 from quanta_core.models.batching import length_batches
-from quanta_core.similarity.onednn import OneDnnLinears, outer_sums_
+from quanta_core.similarity.attention import Attention
+from quanta_core.similarity.onednn import OneDnnLinears, linear, outer_sums_
 from quanta_core.similarity.parameters import decoder_layers, is_norm, last_layer_positionwise_modules
-from quanta_core.similarity.target_attention import TargetRows
 
 MAX_PADDING = 0.25  # no context in a batch padded by more than a quarter of the longest
 
@@ -77,6 +77,42 @@ def _hooked_modules(model: nn.Module, params: list[tuple[str, nn.Parameter]], of
     return modules
 
 
+class _Unembedding(torch.autograd.Function):
+    """Logits ``x @ W.T + b`` (float64 ``[N, V]`` from float32 ``x`` ``[N, d]``, ``W`` ``[V, d]``),
+    whose backward pass sums ``dx = Σ_v grad[:, v] W[v]`` over the vocabulary in float64 with
+    ``weight64`` (``W`` as float64): the float64 log-softmax gradient meets the weights without a
+    float32 sum over 50,304 terms (MKL's float32 GEMM lost up to 1e-4 of ``dx`` here, see
+    docs/similarity.md). ``W`` and ``b`` need no gradient."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, weight64):
+        ctx.save_for_backward(weight64)
+        return linear(x, weight, bias).double()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight64,) = ctx.saved_tensors
+        return (grad @ weight64).float(), None, None, None
+
+
+def unembedding64(model: nn.Module) -> torch.Tensor | None:
+    """The output embedding's weight as float64 ``[V, d]`` (``V·d·8`` bytes: 206 MB for pythia-70m),
+    or None unless it is an ``nn.Linear`` with float32 weights."""
+    head = model.get_output_embeddings()
+    if isinstance(head, nn.Linear) and head.weight.dtype == torch.float32:
+        return head.weight.detach().double()
+    return None
+
+
+def unembed(model: nn.Module, last: torch.Tensor, weight64: torch.Tensor | None) -> torch.Tensor:
+    """The logits of the target rows ``last`` (float32 ``[N, d]``, final norm applied) as float64
+    ``[N, V]``; through :class:`_Unembedding` when ``weight64`` (:func:`unembedding64`) is given."""
+    head = model.get_output_embeddings()
+    if weight64 is not None and last.dtype == torch.float32:
+        return _Unembedding.apply(last, head.weight, head.bias, weight64)
+    return head(last).double()
+
+
 class PerTokenGradients:
     """Batched per-sample gradients of single-token losses w.r.t. the similarity parameters.
 
@@ -90,8 +126,9 @@ class PerTokenGradients:
     the summed loss gives every sample its own gradient. No parameter ``.grad`` is formed, and
     the backward pass stops at the first hooked modules' outputs (no embedding gradient). In the
     last layer the position-wise modules (:func:`last_layer_positionwise_modules`) and the
-    attention (:mod:`.target_attention`) run on the target rows only; the Linear products go
-    through oneDNN on x86 CPUs (:mod:`.onednn`).
+    attention run on the target rows only, and on the CPU every layer's attention is float32 with an
+    exactly normalized softmax instead of the fused kernel (:mod:`.attention`, for ``sdpa``
+    models); the Linear products go through oneDNN on x86 CPUs (:mod:`.onednn`).
     """
 
     def __init__(self, model: nn.Module, params: list[tuple[str, nn.Parameter]]):
@@ -108,6 +145,8 @@ class PerTokenGradients:
         self.target_row_modules = last_layer_positionwise_modules(model)
         sdpa = getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa"
         self.target_attention = decoder_layers(model)[-1].attention if self.target_row_modules and sdpa else None
+        self.unembedding64 = unembedding64(model)  # kept for the run: a cast per batch cost 5 % (load 6)
+        self.own_attention = sdpa and (self.target_attention is not None or self.device.type == "cpu")
         self._out: torch.Tensor | None = None
         self._inputs: dict[int, torch.Tensor] = {}
         self._last: torch.Tensor | None = None  # [N] position of each sample's target row
@@ -162,7 +201,8 @@ class PerTokenGradients:
         """Σ_n 2^k_n · cross-entropy_n (float64): a graph through the hooks whose gradient is, for
         each sample n, its own loss gradient times a power of two (exact in floating point).
 
-        Only the log-softmax of the ``[N, V]`` target rows is float64: for a well-predicted
+        Only the log-softmax of the ``[N, V]`` target rows and the unembedding's backward sum over
+        the vocabulary (:func:`unembed`) are float64: for a well-predicted
         target (p ≈ 1) dL/dlogits = softmax − onehot is a difference of nearly equal numbers, off
         by ~6e-8 / (1 − p) relative in float32. ``2^k_n`` ≈ 1 / (1 − p_n) makes every sample's
         gradient of order one (no float32 underflow for losses near 0); cosines do not change."""
@@ -170,8 +210,8 @@ class PerTokenGradients:
         base = getattr(model, "base_model", model)
         hidden = base(input_ids=ids, use_cache=False).last_hidden_state  # [N, T, d], final norm applied
         last = hidden[torch.arange(len(ids), device=ids.device), lengths - 1]  # [N, d]
-        logits = model.get_output_embeddings()(last)  # [N, V]
-        nll = -torch.log_softmax(logits.double(), dim=-1).gather(1, targets[:, None])[:, 0]  # [N] nats
+        logits = unembed(model, last, self.unembedding64)  # float64 [N, V]
+        nll = -torch.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0]  # [N] nats
         with torch.no_grad():
             k = torch.floor((-torch.log2(-torch.expm1(-nll))).clamp(0, 100))  # 1 − p = 1 − e^(−nll)
         return (nll * torch.exp2(k)).sum()
@@ -185,9 +225,10 @@ class PerTokenGradients:
         try:
             for p, _ in grad_flags:
                 p.requires_grad_(False)
-            rows = nullcontext() if self.target_attention is None else TargetRows(self.model, self.target_attention,
-                                                                                   lengths - 1)
-            with torch.enable_grad(), OneDnnLinears(self.model.modules()), rows:
+            attention = nullcontext()
+            if self.own_attention:
+                attention = Attention(self.model, self.target_attention, lengths - 1)
+            with torch.enable_grad(), OneDnnLinears(self.model.modules()), attention:
                 self._loss(ids, lengths, targets).backward()
             if self._inputs:
                 raise RuntimeError(f"{len(self._inputs)} hooked modules got no gradient")

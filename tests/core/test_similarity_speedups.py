@@ -1,5 +1,6 @@
 """The CPU speed levers of ``exact`` change nothing but speed: oneDNN products equal torch's within
-float32 rounding, the last layer's attention runs on the target rows only, the heap setting is
+float32 rounding, the last layer's attention runs on the target rows only, the engine's own
+attention is the causal attention, the heap setting is
 undone, and the gradients equal plain torch's."""
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from conftest import make_tiny_gptneox
 
 from quanta_core.corpus.canonical import CanonicalCorpus
-from quanta_core.similarity import onednn, similarity_matrix, similarity_parameters
+from quanta_core.similarity import attention, onednn, similarity_matrix, similarity_parameters
 from quanta_core.similarity.gradients import PerTokenGradients, Targets, collate
 from quanta_core.similarity.memory import ReusedHeap
 
@@ -67,21 +68,64 @@ def test_linears_are_restored_and_gradients_equal_plain_torch(setup, monkeypatch
 
 def test_last_layer_attention_sees_one_query_per_sample(setup, monkeypatch):
     model, corpus, indices = setup
-    queries = []
-    sdpa = F.scaled_dot_product_attention
+    full, single = [], []
+    causal, rows = attention.attention, attention.target_row_attention
 
-    def spy(q, k, v, *args, **kwargs):
-        queries.append((q.shape[0], q.shape[2], k.shape[2]))
-        return sdpa(q, k, v, *args, **kwargs)
+    def spy_causal(q, k, v, *args, **kwargs):
+        full.append((q.shape[0], q.shape[2], k.shape[2]))
+        return causal(q, k, v, *args, **kwargs)
 
-    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    def spy_rows(q, k, v, last, *args, **kwargs):
+        single.append(len(last))
+        return rows(q, k, v, last, *args, **kwargs)
+
+    monkeypatch.setattr(attention, "attention", spy_causal)
+    monkeypatch.setattr(attention, "target_row_attention", spy_rows)
     similarity_matrix(model, corpus, indices, max_batch=9, batch_tokens=1 << 16)
     layers = model.config.num_hidden_layers
-    single = [q for q in queries if q[1] == 1]  # the last layer: one query row per sample
-    full = [q for q in queries if q[1] > 1]
-    assert sum(n for n, _, _ in single) == len(indices)
+    assert sum(single) == len(indices)  # the last layer: one query row per sample
     assert len(full) == (layers - 1) * len(single) and all(t == k for _, t, k in full)
     assert model.config._attn_implementation == "sdpa"  # restored
+
+
+def test_own_attention_equals_sdpa_within_float32_rounding():
+    """:func:`attention.causal_attention` (chunks of query rows, exact softmax) is the causal
+    attention: it matches ``F.scaled_dot_product_attention`` on ordinary scores, masks included."""
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 300, 16, generator=gen) for _ in range(3))
+    want = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.25)
+    assert torch.allclose(attention.causal_attention(q, k, v, None, 0.25, rows=128), want, atol=1e-6)
+    visible = torch.ones(300, 300, dtype=torch.bool).tril()[None, None].clone()
+    visible[..., 5:, 0] = False  # a padding-like mask
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=visible, scale=0.25)
+    assert torch.allclose(attention.causal_attention(q, k, v, visible, 0.25, rows=64), want, atol=1e-6)
+    additive = torch.zeros(1, 1, 300, 300).masked_fill(~visible, float("-inf"))
+    assert torch.allclose(attention.causal_attention(q, k, v, additive, 0.25, rows=100), want, atol=1e-6)
+
+
+def test_fused_kernel_where_its_lse_is_exact_else_the_exact_softmax(monkeypatch):
+    """:func:`attention.attention` keeps the fused kernel (and its gradients) for ordinary scores and
+    falls back to :func:`attention.causal_attention` when a row's log-sum-exp exceeds the limit."""
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 3, 200, 16, generator=gen).requires_grad_(True) for _ in range(3))
+    calls = []
+    causal = attention.causal_attention
+    monkeypatch.setattr(attention, "causal_attention", lambda *a, **kw: calls.append(1) or causal(*a, **kw))
+    with torch.enable_grad():
+        out = attention.attention(q, k, v, 0.25)
+        out.backward(torch.ones_like(out))
+    assert not calls
+    grads = [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    with torch.enable_grad():
+        want = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.25)
+        want.backward(torch.ones_like(want))
+    assert torch.allclose(out, want, atol=1e-6)
+    assert all(torch.allclose(g, t.grad, atol=1e-5) for g, t in zip(grads, (q, k, v)))
+    with torch.enable_grad():
+        hot = attention.attention(q * 40, k * 40, v, 0.25)  # scores in the hundreds
+    assert calls and torch.allclose(hot, causal(q * 40, k * 40, v, None, 0.25), atol=1e-6)
 
 
 def test_reused_heap_is_undone():
