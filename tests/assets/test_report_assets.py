@@ -158,3 +158,11 @@ def test_report_shows_the_dynamics_of_its_step(cache_dir, corpus):
     html = report_path.read_text(encoding="utf-8")
     assert "When clusters are learned" in html and html.count('<template id="sparkline-') == 5
     assert result.asset_materializations_for_node("quanta_report")[0].metadata["training_dynamics"].value is True
+    # k changes (5 → 3): the stored dynamics followed the 5 old clusters, so the new report shows no
+    # learned-at figure, curve or section of them — it says the dynamics are pending for these clusters
+    assert _materialize_clusters_and_report(cache_dir, corpus, indices, (x @ x.T).astype(np.float32), losses,
+                                            num_clusters=3).success
+    html = report_path.read_text(encoding="utf-8")
+    assert "Training dynamics: pending for these clusters" in html
+    assert "When clusters are learned" not in html and '<template id="sparkline-' not in html
+    assert '"learnedAt":' not in html and '"hasLearnedAt": false' in html.replace('"hasLearnedAt":false', '"hasLearnedAt": false')
