@@ -15,12 +15,7 @@ $(VENV)/.installed: pyproject.toml $(PIP_CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(PIP_CONSTRAINTS) -e '.[dev]'
 	touch $@
 
-# The clone's cache and Dagster instance for a plain shell, a notebook and the `dagster` CLI (it reads
-# ./.env): absolute paths, the same as `make` exports. Written once; edit it to point elsewhere.
-.env:
-	printf 'QUANTA_CACHE_DIR=%s\nDAGSTER_HOME=%s\n' '$(abspath $(QUANTA_CACHE_DIR))' '$(abspath $(DAGSTER_HOME))' > $@
-
-install: $(VENV)/.installed .env
+install: $(VENV)/.installed
 
 # Debian packages the end-to-end tests need: chromium, postgresql; Slurm, munge, MariaDB, Redis.
 sysdeps:

@@ -1,11 +1,11 @@
-"""The one place that reads environment variables: the process environment first, then the
-project's ``.env`` file.
+"""The one place that reads environment variables: the process environment first, then a
+``.env`` file in the clone's root (next to ``pyproject.toml``), if the user wrote one.
 
-``make install`` writes ``.env`` in the clone's root (next to ``pyproject.toml``; only when missing,
-gitignored) with the absolute ``QUANTA_CACHE_DIR`` and ``DAGSTER_HOME`` of ``make demo``. Dagster's
-CLI reads ``.env`` from the working directory; the library finds it from its own location, so a
-plain ``python`` or a notebook anywhere uses the same cache as ``make``. An installed (non-clone)
-package has no project root and reads the process environment only.
+Nothing writes ``.env``: Dagster's CLI, started in the clone, loads the same file and lets its
+values win over exported ones (which would silently redirect a test's or a user's own
+``DAGSTER_HOME`` / ``QUANTA_CACHE_DIR``). The clone's defaults are relative to the project instead
+(:func:`quanta_core.paths.default_cache_dir`). An installed (non-clone) package has no project root
+and reads the process environment only.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from quanta_core import environment
 from quanta_core.environment import env_source, env_value
 
 CACHE_ENV = "QUANTA_CACHE_DIR"
@@ -29,9 +30,15 @@ CORPUS_DIR = "corpus"
 FAMILIES_DIR = "families"
 
 
+PROJECT_CACHE = ".quanta_cache"
+"""The cache of a clone, in its root (``make demo`` uses it too)."""
+
+
 def default_cache_dir() -> str:
-    """``$QUANTA_CACHE_DIR``, else its value in the project's ``.env``, else ``~/.cache/quanta``."""
-    return env_value(CACHE_ENV) or str(Path.home() / ".cache" / "quanta")
+    """``$QUANTA_CACHE_DIR`` (or a ``.env`` in the clone), else the clone's ``./.quanta_cache`` when
+    the library runs from a clone, else ``~/.cache/quanta``."""
+    root = environment.project_root()
+    return env_value(CACHE_ENV) or str(root / PROJECT_CACHE if root else Path.home() / ".cache" / "quanta")
 
 
 DEFAULT_STUDY = "default"
@@ -56,9 +63,9 @@ def describe_cache(cache_dir: str | os.PathLike | None = None) -> str:
         origin = "given explicitly"
     else:
         source = env_source(CACHE_ENV)
-        origin = f"from {source}" if source else f"the default: neither ${CACHE_ENV} nor the project's .env sets one"
-    return (f"the cache {path} ({origin}); to use another, set {CACHE_ENV}=<dir> in the environment or in "
-            "the clone's .env (`make install` writes one for ./.quanta_cache)")
+        origin = (f"from {source}" if source else "the clone's default" if environment.project_root()
+                  else f"the default: ${CACHE_ENV} is not set")
+    return f"the cache {path} ({origin}); to use another, set {CACHE_ENV}=<dir>"
 
 
 def corpus_dir(cache_dir: str | os.PathLike) -> Path:

@@ -136,5 +136,5 @@ def test_missing_input_names_the_cache_and_where_it_came_from(tmp_path, monkeypa
     message = _missing_input_error()
     assert f"the cache {tmp_path / 'from-dotenv'} (from {project / '.env'})" in message
     (project / ".env").unlink()
-    assert "(the default: neither $QUANTA_CACHE_DIR nor the project's .env sets one)" in _missing_input_error()
+    assert f"the cache {project / '.quanta_cache'} (the clone's default)" in _missing_input_error()
     assert f"the cache {tmp_path / 'given'} (given explicitly)" in _missing_input_error(str(tmp_path / "given"))

@@ -52,18 +52,25 @@ def _stand_ins(corpus, planted, studies):
                                                       if s.own_similarity or not s.key)]
 
 
-def _definitions(cache_dir, corpus, planted, studies, k=5):
+def _definitions(cache_dir, corpus, planted, studies, k=5, stability=None):
     """The real clusters / report / comparison assets of the default study and ``studies``, with
     their settings folded into code versions as the code location does."""
     from quanta_assets.assets.comparison import comparison_asset
     from quanta_assets.code_versions import with_settings_code_version
     from quanta_assets.definitions import study_assets
-    from quanta_assets.settings import ClusterSettings, PileSource, ReportSettings, TrainingDynamicsSettings
+    from quanta_assets.settings import (
+        ClusterSettings,
+        PileSource,
+        ReportSettings,
+        StabilitySettings,
+        TrainingDynamicsSettings,
+    )
     from quanta_assets.studies import DEFAULT_STUDY
 
     resources = {**cache_resources(cache_dir), "pile": PileSource(),
                  "cluster_settings": ClusterSettings(num_clusters=k), "report_settings": ReportSettings(before=20),
-                 "dynamics_settings": TrainingDynamicsSettings()}
+                 "dynamics_settings": TrainingDynamicsSettings(),
+                 "stability_settings": stability or StabilitySettings()}
     everything = [DEFAULT_STUDY, *studies]
     for study in studies:
         resources.update(study.resources())
@@ -205,8 +212,8 @@ def test_a_broken_study_file_is_named_and_the_rest_loads(tmp_path, monkeypatch):
 def test_stability_and_sweep_assets_judge_the_clusters_and_the_report_shows_them(cache_dir, corpus, planted):
     from quanta_assets.settings import StabilitySettings
 
-    assets, resources = _definitions(cache_dir, corpus, planted, [])
-    resources["stability_settings"] = StabilitySettings(resamples=4, min_stable_fraction=0.9)
+    assets, resources = _definitions(cache_dir, corpus, planted, [],
+                                     stability=StabilitySettings(resamples=4, min_stable_fraction=0.9))
     selection = ["pile_canonical", "pile_losses", "quanta_similarity", "quanta_clusters", "quanta_cluster_stability",
                  "quanta_cluster_sweep", "quanta_report", "quanta_report_samples"]
     result = _run(assets, resources, selection)
@@ -234,8 +241,8 @@ def test_the_stability_check_warns_on_a_random_matrix(cache_dir, corpus, planted
     indices, _, losses = planted
     x = np.random.default_rng(7).normal(size=(len(indices), 40))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    assets, resources = _definitions(cache_dir, corpus, (indices, (x @ x.T).astype(np.float32), losses), [], k=8)
-    resources["stability_settings"] = StabilitySettings(resamples=4)
+    assets, resources = _definitions(cache_dir, corpus, (indices, (x @ x.T).astype(np.float32), losses), [], k=8,
+                                     stability=StabilitySettings(resamples=4))
     result = _run(assets, resources, ["pile_canonical", "pile_losses", "quanta_similarity", "quanta_clusters",
                                       "quanta_cluster_stability"])
     assert result.success  # a warning, not a failure

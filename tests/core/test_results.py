@@ -1,6 +1,6 @@
 """``quanta_core.results.load_clusters``: a partition's clusters as a DataFrame from the cache, the
 study layout, the stability join, a clear error — and from a fresh copy of the tree, a plain
-``python -c`` with no exported variables finds the cache through the clone's ``.env``."""
+``python -c`` with no exported variables finds the clone's own ``./.quanta_cache``."""
 
 import os
 import shutil
@@ -75,11 +75,11 @@ def test_the_report_samples_table_supplies_the_texts_when_it_matches(tmp_path, t
 
 
 def _fresh_clone(tmp_path: Path, cache: Path) -> Path:
-    """A copy of the library and pyproject.toml with a ``.env`` naming ``cache`` (as `make install` writes)."""
+    """A copy of the library and pyproject.toml whose ``./.quanta_cache`` is ``cache``."""
     clone = tmp_path / "clone"
     shutil.copytree(ROOT / "quanta_core", clone / "quanta_core", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", clone / "pyproject.toml")
-    (clone / ".env").write_text(f"QUANTA_CACHE_DIR={cache}\nDAGSTER_HOME={clone / '.dagster_home'}\n")
+    (clone / ".quanta_cache").symlink_to(cache, target_is_directory=True)
     return clone
 
 
