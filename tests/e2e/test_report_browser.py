@@ -316,3 +316,32 @@ def test_learned_at_extras_and_screenshots(browser, corpus, table, tmp_path):
         p.page.evaluate("getComputedStyle(document.body).backgroundColor")
     dark.page.screenshot(path=str(ARTIFACTS / "report-dark.png"))
     assert (ARTIFACTS / "report-light.png").stat().st_size > 10_000
+
+
+@pytest.mark.browser
+def test_stability_card_sort_and_filter(browser, corpus, table, tmp_path):
+    """Each cluster's stability band and coherence z on its card; sorting by stability and showing
+    only one band, in a real browser (issue 23)."""
+    from quanta_core.clustering.stability import stability_band
+
+    samples = all_samples(corpus)
+    k = samples.cluster.max() + 1
+    values = [0.9, 0.3, 0.7, 0.8, 0.5, 0.95][:k]
+    bands = list(stability_band(values))
+    extras = {r: {"stability": v, "band": b, "coherence_z": 2.5 + r} for r, (v, b) in enumerate(zip(values, bands))}
+    path = tmp_path / "report.html"
+    path.write_text(render_report(samples, corpus, table, cluster_extras=extras), encoding="utf-8")
+    p = Page(browser, path, "#cluster-1")
+    card = p.page.locator("#cluster-extra").text_content()
+    assert card == f"stability {values[1]:.3f} ({bands[1]})coherence z 3.5"  # no dynamics: no learned-at line
+    p.page.select_option("#sort", "stability")
+    order = p.page.eval_on_selector_all("#cluster-select option", "os => os.map(o => Number(o.value))")
+    assert order == sorted(range(k), key=lambda r: (-values[r], r))
+    p.page.select_option("#band", "stable")
+    shown = p.page.eval_on_selector_all("#cluster-select option", "os => os.map(o => Number(o.value))")
+    assert shown == [r for r in order if bands[r] in ("stable", "highly stable")]
+    assert p.page.locator("#status").text_content() == f"{len(shown)} of {k} clusters match"
+    p.page.select_option("#band", "unstable")
+    shown = p.page.eval_on_selector_all("#cluster-select option", "os => os.map(o => Number(o.value))")
+    assert shown == [r for r in order if bands[r] == "unstable"] and shown
+    p.check_clean()
