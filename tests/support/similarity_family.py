@@ -29,6 +29,8 @@ from quanta_core.corpus.canonical import CanonicalCorpus, index_to_doc_pos
 from quanta_core.similarity import similarity_parameters
 from quanta_core.similarity.memory import ReusedHeap
 
+from support.truth import float64_gradients  # the oracle: float64 autograd, sdpa math kernel
+
 
 @dataclass(frozen=True)
 class Member:
@@ -118,28 +120,6 @@ def selected(losses: np.ndarray, count: int = 14, low: float = 1e-4, high: float
         order = np.argsort(np.abs(np.log(losses) - np.log(target)))
         picks.append(int(next(i for i in order if i not in picks)))
     return np.sort(np.array(picks, dtype=np.int64))
-
-
-def float64_gradients(model, corpus: CanonicalCorpus, indices: np.ndarray) -> torch.Tensor:
-    """The oracle: raw per-token loss gradients (float64 ``[S, P]``) of a float64 copy of the model,
-    full document, full logits, one ``.backward()`` per token. Attention: ``sdpa`` restricted to
-    its math kernel, float64 throughout (transformers' ``eager`` GPT-NeoX attention takes its
-    softmax in float32 even in a float64 model: no oracle)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    m64 = copy.deepcopy(model).double().eval()
-    m64.set_attn_implementation("sdpa")
-    params = similarity_parameters(m64)
-    docs, positions = index_to_doc_pos(np.asarray(indices, dtype=np.int64), corpus.starts)
-    rows = []
-    with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
-        for doc, pos in zip(docs, positions):
-            ids = torch.from_numpy(corpus.document(int(doc)).astype(np.int64))[None]
-            m64.zero_grad()
-            logits = m64(input_ids=ids).logits[0]
-            F.cross_entropy(logits[pos - 1 : pos], ids[0, pos : pos + 1]).backward()
-            rows.append(torch.cat([p.grad.flatten() for _, p in params]))
-    return torch.stack(rows)
 
 
 def float32_gradients(model, corpus: CanonicalCorpus, indices: np.ndarray) -> torch.Tensor:

@@ -21,12 +21,17 @@ from quanta_core.similarity.projected import countsketch, sketch
 def float64_gradients(model: nn.Module, corpus: CanonicalCorpus, indices: np.ndarray, *,
                       exclude_final_layer_norm: bool = False) -> torch.Tensor:
     """Raw per-token loss gradients (float64 ``[S, P]``, CPU) of a float64 copy of ``model``:
-    full document, full logits, ``.backward()`` of one token's cross-entropy at a time."""
+    full document, full logits, ``.backward()`` of one token's cross-entropy at a time. Attention:
+    ``sdpa`` restricted to its math kernel, float64 throughout (transformers' ``eager`` GPT-NeoX
+    attention takes its softmax in float32 even in a float64 model: no oracle)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     m64 = copy.deepcopy(model).to("cpu", torch.float64).eval()
+    m64.set_attn_implementation("sdpa")
     params = similarity_parameters(m64, exclude_final_layer_norm=exclude_final_layer_norm)
     docs, positions = index_to_doc_pos(np.asarray(indices, dtype=np.int64), corpus.starts)
     rows = []
-    with torch.enable_grad():
+    with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
         for doc, pos in zip(docs, positions):
             ids = torch.from_numpy(corpus.document(int(doc)).astype(np.int64))[None]
             m64.zero_grad()
